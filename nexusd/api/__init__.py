@@ -1,0 +1,1 @@
+"""The public HTTP surface on TCP: the OpenAI API and ops endpoints."""

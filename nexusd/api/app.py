@@ -1,0 +1,196 @@
+"""The public Quart app: OpenAI routes and ``/health`` over one core."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from quart import Quart, Response, request
+
+from nexusd import __version__
+from nexusd.api.errors import error_response, install_error_handlers
+from nexusd.errors import InvalidRequest, ModelNotFound, NexusError, ServiceUnavailable
+from nexusd.proxy import Streaming
+from nexusd.routing.aliases import resolve_alias
+from nexusd.types import BackendStatus
+
+if TYPE_CHECKING:
+    from nexusd.core import Nexus
+    from nexusd.registry import Backend
+    from nexusd.types import ModelInfo
+
+JSON = "application/json"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def create_app(core: Nexus) -> Quart:
+    app = Quart("nexusd")
+    server = core.config.server
+    app.config.update(
+        MAX_CONTENT_LENGTH=server.max_body_bytes,
+        RESPONSE_TIMEOUT=None,  # streams may run for hours; Quart's 60 s default cuts them
+        BODY_TIMEOUT=60,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    install_error_handlers(app, server.max_body_bytes)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions() -> Response:
+        started = time.perf_counter()
+        if core.shutting_down:
+            raise ServiceUnavailable(
+                "Nexus is shutting down; retry against the next instance",
+                headers={"Retry-After": "5"},
+            )
+        raw = await request.get_data(cache=False)
+        body = parse_chat_body(raw)
+        request_id = str(uuid.uuid4())
+        core.request_started()
+        handed_over = False
+        try:
+            result = await core.proxy.chat(
+                body, raw, request.headers.get("Authorization"), request_id, started
+            )
+            if isinstance(result, Streaming):
+                response = Response(
+                    result.relay,
+                    200,
+                    headers={**SSE_HEADERS, **result.headers},
+                    content_type="text/event-stream",
+                )
+                handed_over = True  # the relay reports the end of the request
+            else:
+                response = Response(
+                    result.body,
+                    result.status,
+                    headers=result.headers,
+                    content_type=result.content_type,
+                )
+        except NexusError as err:
+            return error_response(err)
+        finally:
+            if not handed_over:
+                core.request_finished()
+        response.timeout = None
+        return response
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        data = []
+        for model_id in core.registry.model_names():
+            entries = [
+                _model_entry(model_id, b, b.models[model_id])
+                for b in core.registry.serving(model_id)
+                if b.routable
+            ]
+            entries.sort(key=lambda e: e["owned_by"])
+            data.extend(entries)
+        return _json({"object": "list", "data": data})
+
+    @app.get("/v1/models/<path:model_id>")
+    async def get_model(model_id: str) -> Response:
+        resolved, _ = resolve_alias(core.config.routing.aliases, model_id)
+        serving = core.registry.serving(resolved)
+        if not serving:
+            raise ModelNotFound(f"Model '{model_id}' not found", param="model")
+        healthy = [b for b in serving if b.routable]
+        first = (healthy or serving)[0]
+        entry = _model_entry(model_id, first, first.models[resolved])
+        entry["nexus"] = {
+            "resolved_model": resolved,
+            "backends": [b.name for b in serving],
+            "healthy_backends": [b.name for b in healthy],
+        }
+        return _json(entry)
+
+    @app.get("/health")
+    async def health() -> Response:
+        backends = core.registry.all()
+        total = len(backends)
+        healthy = sum(1 for b in backends if b.health is BackendStatus.HEALTHY and b.enabled)
+        if total and healthy == total:
+            status = "healthy"
+        elif healthy:
+            status = "degraded"
+        else:
+            status = "unhealthy"
+        return _json(
+            {
+                "status": status,
+                "version": __version__,
+                "uptime_seconds": int(core.uptime_seconds),
+                "backends": {"total": total, "healthy": healthy, "unhealthy": total - healthy},
+                "models": len(core.registry.model_names()),
+            }
+        )
+
+    return app
+
+
+def parse_chat_body(raw: bytes) -> dict[str, Any]:
+    """Validate only what routing needs; everything else is forwarded untouched."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"Request body must be a JSON object, got {_json_kind(body)}")
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest(
+            "'model' is required: the model to use, e.g. \"llama3:8b\"", param="model"
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(
+            f"'model' must be a non-empty string, got {_json_kind(model)}", param="model"
+        )
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest("'messages' is required: a list of chat messages", param="messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest(
+            f"'messages' must be a list, got {_json_kind(messages)}", param="messages"
+        )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest(
+            f"'stream' must be true or false, got {_json_kind(stream)}", param="stream"
+        )
+    return body
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _model_entry(model_id: str, backend: Backend, info: ModelInfo) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": int(backend.added_at),
+        "owned_by": backend.name,
+        "context_length": info.context_length,
+        "capabilities": {
+            "vision": info.vision,
+            "tools": info.tools,
+            "json_mode": info.json_mode,
+            "embeddings": info.embeddings,
+        },
+    }
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    response = Response(json.dumps(payload), status, content_type=JSON)
+    response.timeout = None
+    return response

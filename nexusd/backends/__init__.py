@@ -1,0 +1,1 @@
+"""Backend agents: one interface, one implementation per backend family."""

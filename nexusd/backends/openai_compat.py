@@ -1,0 +1,122 @@
+"""OpenAI-compatible servers, each probed through its own metadata endpoints.
+
+Chat is identical for all of them (``/v1/chat/completions``); what differs is how they tell
+us they are alive, loading, and what their models can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from nexusd.backends.base import BackendAgent, ProbeFailed, ProbeResult
+from nexusd.types import BackendStatus, ModelInfo
+
+
+class GenericAgent(BackendAgent):
+    """Any OpenAI-compatible server; exo and OpenAI itself need nothing more."""
+
+
+class LlamaCppAgent(BackendAgent):
+    """llama.cpp server: ``/health`` (503 while loading), ``/v1/models`` meta and ``/props``."""
+
+    async def probe(self, timeout: float) -> ProbeResult:
+        started = time.perf_counter()
+        try:
+            status = await self.get_status("/health", timeout)
+        except ProbeFailed as exc:
+            return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
+        if status == 503:
+            return ProbeResult(BackendStatus.LOADING, error="model is loading")
+        if status >= 300:
+            return ProbeResult(BackendStatus.UNHEALTHY, error=f"GET /health returned HTTP {status}")
+        latency = (time.perf_counter() - started) * 1000
+        listing, props = await asyncio.gather(
+            self.get_json("/v1/models", timeout), self._props(timeout), return_exceptions=True
+        )
+        if isinstance(listing, BaseException):
+            return ProbeResult(BackendStatus.UNHEALTHY, error=str(listing))
+        models = self.parse_openai_models(listing)
+        if models is None:
+            return ProbeResult(BackendStatus.UNHEALTHY, error="GET /v1/models: not a model list")
+        if isinstance(props, dict):
+            for model in models:
+                _apply_props(model, props)
+        return ProbeResult(
+            BackendStatus.HEALTHY,
+            models,
+            latency,
+            details={"slots": props.get("total_slots")} if isinstance(props, dict) else {},
+        )
+
+    async def _props(self, timeout: float) -> Any:
+        try:
+            return await self.get_json("/props", timeout)
+        except ProbeFailed:
+            return None
+
+    def model_from_listing(self, entry: dict[str, Any]) -> ModelInfo:
+        model = super().model_from_listing(entry)
+        meta = entry.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int):
+            model.context_length = meta["n_ctx_train"]
+        return model
+
+
+def _apply_props(model: ModelInfo, props: dict[str, Any]) -> None:
+    """The served context (``n_ctx``) beats the trained one; modalities say vision."""
+    settings = props.get("default_generation_settings")
+    if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
+        model.context_length = settings["n_ctx"]
+    modalities = props.get("modalities")
+    if isinstance(modalities, dict) and isinstance(modalities.get("vision"), bool):
+        model.vision = modalities["vision"]
+    template = props.get("chat_template")
+    if isinstance(template, str) and template:
+        model.tools = "tool" in template
+
+
+class VllmAgent(BackendAgent):
+    """vLLM: ``/health`` for the engine, ``/v1/models`` carries ``max_model_len``."""
+
+    async def probe(self, timeout: float) -> ProbeResult:
+        try:
+            status = await self.get_status("/health", timeout)
+        except ProbeFailed as exc:
+            return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
+        if status == 503:
+            return ProbeResult(BackendStatus.LOADING, error="engine is starting")
+        if status >= 300:
+            return ProbeResult(BackendStatus.UNHEALTHY, error=f"GET /health returned HTTP {status}")
+        return await super().probe(timeout)
+
+
+class LmStudioAgent(BackendAgent):
+    """LM Studio: ``/api/v0/models`` adds model type (vlm, embeddings), state and context."""
+
+    async def probe(self, timeout: float) -> ProbeResult:
+        result = await super().probe(timeout)
+        if result.status is not BackendStatus.HEALTHY or result.models is None:
+            return result
+        try:
+            rich = await self.get_json("/api/v0/models", timeout)
+        except ProbeFailed:
+            return result
+        by_id = (
+            {e["id"]: e for e in (rich.get("data") or []) if isinstance(e, dict) and "id" in e}
+            if isinstance(rich, dict)
+            else {}
+        )
+        for model in result.models:
+            entry = by_id.get(model.id)
+            if entry is None:
+                continue
+            kind = entry.get("type")
+            model.vision = kind == "vlm" or model.vision
+            model.embeddings = kind == "embeddings"
+            if isinstance(entry.get("max_context_length"), int):
+                model.context_length = entry["max_context_length"]
+            if isinstance(entry.get("state"), str):
+                model.loaded = entry["state"] == "loaded"
+        return result

@@ -1,0 +1,76 @@
+"""What can go wrong talking to a backend, and whether the next backend should be tried.
+
+Retry rule (F01): connect errors, timeouts, 5xx and 429 fail over to the next backend;
+any other 4xx is the client's fault and is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class UpstreamError(Exception):
+    retryable = True
+    #: counted against the backend's health (passive failure)
+    counts_against_backend = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamConnectError(UpstreamError):
+    """The backend could not be reached (refused, reset, DNS, disconnected before answering)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"no {phase} within {seconds:g} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The backend answered 2xx with something that is not what the API promises."""
+
+
+class UpstreamHTTPError(UpstreamError):
+    """A non-2xx answer. ``retryable`` only for 5xx and 429."""
+
+    def __init__(self, status: int, body: bytes, content_type: str, retry_after: str | None):
+        snippet = body[:300].decode("utf-8", "replace").strip()
+        super().__init__(f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.retry_after = retry_after
+        self.retryable = status >= 500 or status == 429
+        # a 429 says "busy", not "broken": fail over, but do not count it against health
+        self.counts_against_backend = status >= 500
+
+
+@dataclass(slots=True)
+class Timeouts:
+    connect: float
+    total: float
+    first_byte: float
+    idle: float
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    status: int
+    body: bytes
+    content_type: str
+
+
+class UpstreamStream(Protocol):
+    """An upstream SSE response whose status was 2xx and whose first bytes already arrived."""
+
+    first: bytes
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,134 @@
+"""The typed configuration tree. Every key has a default, so an absent file means "zero config".
+
+Field docstrings live in ``docs/configuration.md``; the loader reads the types below to
+validate, so adding a key here is all it takes to make it loadable from TOML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from nexusd.types import BackendType, ModelOverride, PrivacyZone
+
+MIB = 1024 * 1024
+
+DEFAULT_PROBE_PORTS = [11434, 1234, 8080, 8000, 52415]
+DEFAULT_ALLOWED_NETWORKS = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fc00::/7",
+]
+
+
+class RoutingStrategy(StrEnum):
+    SMART = "smart"
+    ROUND_ROBIN = "round_robin"
+    PRIORITY_ONLY = "priority_only"
+    RANDOM = "random"
+    LEAST_BUSY = "least_busy"
+
+
+class LogFormat(StrEnum):
+    PRETTY = "pretty"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    TRACE = "trace"
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    request_timeout_seconds: float = 300.0
+    connect_timeout_seconds: float = 5.0
+    first_byte_timeout_seconds: float = 300.0
+    stream_idle_timeout_seconds: float = 120.0
+    max_body_bytes: int = 10 * MIB
+    shutdown_timeout_seconds: float = 30.0
+
+
+@dataclass(slots=True)
+class HealthCheckConfig:
+    enabled: bool = True
+    interval_seconds: float = 30.0
+    timeout_seconds: float = 5.0
+    failure_threshold: int = 3
+    recovery_threshold: int = 2
+
+
+@dataclass(slots=True)
+class DiscoveryConfig:
+    enabled: bool = True
+    service_types: list[str] = field(
+        default_factory=lambda: ["_ollama._tcp.local.", "_llm._tcp.local."]
+    )
+    grace_period_seconds: float = 60.0
+    allowed_networks: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED_NETWORKS))
+    probe: bool = True
+    probe_host: str = "127.0.0.1"
+    probe_ports: list[int] = field(default_factory=lambda: list(DEFAULT_PROBE_PORTS))
+    probe_interval_seconds: float = 300.0
+    probe_timeout_seconds: float = 1.0
+
+
+@dataclass(slots=True)
+class RoutingWeights:
+    priority: int = 50
+    load: int = 30
+    latency: int = 20
+
+
+@dataclass(slots=True)
+class RoutingConfig:
+    strategy: RoutingStrategy = RoutingStrategy.SMART
+    max_retries: int = 2
+    weights: RoutingWeights = field(default_factory=RoutingWeights)
+    aliases: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    decision_history: int = 1000
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    name: str
+    url: str
+    type: BackendType
+    priority: int = 50
+    zone: PrivacyZone | None = None
+    tier: int | None = None
+    api_key_env: str | None = None
+    forward_client_auth: bool = False
+    enabled: bool = True
+    max_concurrent: int | None = None
+    models: dict[str, ModelOverride] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LoggingConfig:
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.PRETTY
+    component_levels: dict[str, str] = field(default_factory=dict)
+    enable_content_logging: bool = False
+
+
+@dataclass(slots=True)
+class NexusConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    backends: list[BackendConfig] = field(default_factory=list)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -1,0 +1,110 @@
+"""The daemon's one error hierarchy; each class maps to exactly one HTTP status and OpenAI type.
+
+    NexusError
+    ├── InvalidRequest          400 invalid_request_error
+    │   └── PayloadTooLarge     413 invalid_request_error / payload_too_large
+    ├── ModelNotFound           404 invalid_request_error / model_not_found
+    ├── RouteNotFound           404 invalid_request_error / not_found
+    ├── MethodNotAllowed        405 invalid_request_error / method_not_allowed
+    ├── ServiceUnavailable      503 service_unavailable (carries ``context``)
+    ├── UpstreamFailed          502 server_error / bad_gateway
+    ├── UpstreamTimedOut        504 server_error / gateway_timeout
+    └── InternalError           500 server_error / internal_error
+
+``render`` is the single place that turns one into the OpenAI envelope, so every surface
+(non-streaming, streaming before the first byte, framework errors) answers the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+
+class NexusError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        context: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.context = context
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+        if self.context is not None:
+            body["context"] = self.context
+        return body
+
+    def render(self) -> bytes:
+        return json.dumps(self.envelope()).encode()
+
+
+class InvalidRequest(NexusError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelNotFound(NexusError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RouteNotFound(NexusError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(NexusError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class ServiceUnavailable(NexusError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class UpstreamFailed(NexusError):
+    status = 502
+    type = "server_error"
+    code = "bad_gateway"
+
+
+class UpstreamTimedOut(NexusError):
+    status = 504
+    type = "server_error"
+    code = "gateway_timeout"
+
+
+class InternalError(NexusError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"

@@ -1,0 +1,1 @@
+"""Routing: from a request's needs to one backend, explained (F06–F08)."""

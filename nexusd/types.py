@@ -1,0 +1,103 @@
+"""Core vocabulary shared by config, registry, routing and the APIs.
+
+Enums are ``StrEnum`` so their JSON spelling is simply their value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class BackendType(StrEnum):
+    OLLAMA = "ollama"
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    EXO = "exo"
+    LMSTUDIO = "lmstudio"
+    GENERIC = "generic"
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    GOOGLE = "google"
+
+    @property
+    def is_cloud(self) -> bool:
+        return self in _CLOUD_TYPES
+
+
+_CLOUD_TYPES = frozenset({BackendType.OPENAI, BackendType.ANTHROPIC, BackendType.GOOGLE})
+
+
+class BackendStatus(StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    LOADING = "loading"
+    DRAINING = "draining"
+    DISABLED = "disabled"
+
+
+class DiscoverySource(StrEnum):
+    STATIC = "static"
+    MDNS = "mdns"
+    PROBE = "probe"
+    MANUAL = "manual"
+
+
+class PrivacyZone(StrEnum):
+    """Most to least trusted. ``open`` is accepted in config as a synonym of ``public``."""
+
+    LOCAL = "local"
+    RESTRICTED = "restricted"
+    PUBLIC = "public"
+
+
+@dataclass(slots=True)
+class ModelInfo:
+    """One model as served by one backend, with what it can do."""
+
+    id: str
+    context_length: int = 4096
+    vision: bool = False
+    tools: bool = False
+    json_mode: bool = False
+    embeddings: bool = False
+    loaded: bool | None = None
+    max_output_tokens: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "context_length": self.context_length,
+            "capabilities": {
+                "vision": self.vision,
+                "tools": self.tools,
+                "json_mode": self.json_mode,
+                "embeddings": self.embeddings,
+            },
+            "loaded": self.loaded,
+            "max_output_tokens": self.max_output_tokens,
+        }
+
+
+@dataclass(slots=True)
+class ModelOverride:
+    """Per-model capability corrections from config; ``None`` keeps what the backend reported."""
+
+    context_length: int | None = None
+    vision: bool | None = None
+    tools: bool | None = None
+    json_mode: bool | None = None
+    embeddings: bool | None = None
+
+    def apply(self, model: ModelInfo) -> None:
+        if self.context_length is not None:
+            model.context_length = self.context_length
+        if self.vision is not None:
+            model.vision = self.vision
+        if self.tools is not None:
+            model.tools = self.tools
+        if self.json_mode is not None:
+            model.json_mode = self.json_mode
+        if self.embeddings is not None:
+            model.embeddings = self.embeddings

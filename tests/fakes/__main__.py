@@ -1,0 +1,98 @@
+"""CLI: `python -m tests.fakes KIND [--port N] [--model ID]...` runs one fake until SIGINT/SIGTERM.
+
+Prints exactly one `fake KIND listening on URL models=[...]` line (flushed) so a parent process
+can wait for readiness by reading stdout instead of sleeping. Faults can be changed at runtime
+through `POST /_fake/faults`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from .server import KINDS, FakeBackend
+from .state import FakeModel
+
+DEFAULT_PORTS = {
+    "ollama": 11434,
+    "lmstudio": 1234,
+    "llamacpp": 8080,
+    "vllm": 8000,
+    "exo": 52415,
+    "openai": 8001,
+}
+
+
+def _model(spec: str) -> FakeModel:
+    try:
+        return FakeModel.parse(spec)
+    except ValueError as exc:  # argparse only turns ArgumentTypeError into a clean usage error
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__)
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, help="default: the real server's port for KIND")
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        type=_model,
+        metavar="ID[,vision][,tools][,embedding][,unloaded][,ctx=N]",
+        help="repeatable; default: llama3:8b for ollama, fake-model otherwise",
+    )
+    parser.add_argument("--reply", default="Hello from the fake")
+    parser.add_argument("--chunks", type=int, help="exact number of streamed content chunks")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="S")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="S")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    default_model = "llama3:8b" if args.kind == "ollama" else "fake-model"
+    backend = FakeBackend(
+        args.kind, args.models or [default_model], reply=args.reply, chunks=args.chunks
+    )
+    backend.max_recorded = 10_000  # a standalone fake may serve a long benchmark
+    backend.faults.chunk_delay_s = args.chunk_delay
+    backend.faults.latency_s = args.latency
+    port = DEFAULT_PORTS[args.kind] if args.port is None else args.port
+    try:
+        url = await backend.start(args.host, port)
+    except OSError as exc:
+        print(f"fake {args.kind}: cannot listen on {args.host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ids = ",".join(m.id for m in backend.models)
+    print(f"fake {args.kind} listening on {url} models=[{ids}]", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await backend.stop()
+    return 0
+
+
+def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """uvloop when available: the fake must never be the bottleneck of a benchmark."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _runner()(serve(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

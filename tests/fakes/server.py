@@ -1,0 +1,365 @@
+"""FakeBackend: one aiohttp app that impersonates a real inference server over a real socket.
+
+Protocol details live in `openai_api`, `ollama_api` and `native_api`; this module owns what they
+share: request recording, fault gating, stream writing with drops, disconnect detection and the
+listen/stop lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from . import native_api, ollama_api, openai_api
+from .state import CHAT_PATHS, FakeModel, Faults, RecordedRequest, split_pieces
+from .wire import BODY_KEY
+
+KINDS = ("ollama", "openai", "vllm", "llamacpp", "lmstudio", "exo")
+_STREAMING = web.RequestKey("fake_streaming", bool)
+_DROPPED = web.RequestKey("fake_dropped", bool)
+_ERROR_TYPES = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("not_found_error", "not_found"),
+    408: ("timeout_error", "timeout"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    500: ("server_error", "internal_error"),
+    501: ("not_supported_error", "not_supported"),
+    502: ("server_error", "bad_gateway"),
+    503: ("unavailable_error", "service_unavailable"),
+    504: ("timeout_error", "gateway_timeout"),
+}
+
+
+class FakeBackend:
+    """A controllable stand-in for Ollama, vLLM, llama.cpp, LM Studio, exo or any OpenAI server."""
+
+    def __init__(
+        self,
+        kind: str,
+        models: Sequence[FakeModel | str] | None = None,
+        *,
+        reply: str = "Hello from the fake",
+        chunks: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        self.kind = kind
+        self.name = name or kind
+        self.models: list[FakeModel] = [FakeModel.coerce(m) for m in models or ["fake-model"]]
+        self.reply = reply
+        self.chunks = chunks
+        self.faults = Faults()
+        self.requests: list[RecordedRequest] = []
+        self.request_count = 0  # total ever received, even past `max_recorded`
+        self.max_recorded: int | None = None  # cap memory in long benchmark runs
+        self.streams_open = 0
+        self.active_chats = 0
+        self.client_disconnects = 0
+        self.stream_disconnects = 0
+        self.created = int(time.time())
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._stopping = False
+        self._changed: asyncio.Event | None = None
+
+    # ----------------------------------------------------------------- observation helpers
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.is_chat]
+
+    @property
+    def pieces(self) -> list[str]:
+        """Content chunks a stream sends; their join is the streamed text."""
+        return split_pieces(self.reply, self.chunks)
+
+    def model(self, ident: str | None) -> FakeModel | None:
+        """Resolve a requested model; llama.cpp serves its one model whatever the name."""
+        if self.kind == "llamacpp":
+            return self.models[0] if self.models else None
+        return next((m for m in self.models if m.id == ident), None)
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait (without polling sleeps) until `predicate()` holds; False on timeout.
+
+        Takes a timeout and returns a bool (rather than raising) so tests read as assertions.
+
+        Re-checked whenever a request arrives, a stream opens/closes or a client disconnects.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return predicate()
+        return True
+
+    async def wait_stream_closed(self, timeout: float = 5.0, *, count: int = 1) -> bool:
+        """True once clients have hung up on `count` streams in total (e.g. Nexus aborted)."""
+        return await self.wait_until(lambda: self.stream_disconnects >= count, timeout)
+
+    async def wait_client_disconnects(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """True once `count` requests (stream or not) were abandoned by the client."""
+        return await self.wait_until(lambda: self.client_disconnects >= count, timeout)
+
+    async def wait_requests(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """True once `count` requests (any path, control calls excluded) were received."""
+        return await self.wait_until(lambda: self.request_count >= count, timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        """State for `GET /_fake/state`, so subprocess fakes can be asserted on too."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "url": self.url,
+            "faults": asdict(self.faults),
+            "models": [asdict(m) for m in self.models],
+            "requests": self.request_count,
+            "chat_requests": len(self.chat_requests),
+            "streams_open": self.streams_open,
+            "client_disconnects": self.client_disconnects,
+            "stream_disconnects": self.stream_disconnects,
+        }
+
+    # ----------------------------------------------------------------------- responses
+    def error(self, request: web.Request, status: int, message: str | None = None) -> web.Response:
+        """Error in the protocol's own shape: Ollama native is `{"error": str}`, else OpenAI."""
+        message = message or f"fake {self.kind} error {status}"
+        headers: dict[str, str] = {}
+        if self.faults.retry_after is not None and status >= 400:
+            headers["Retry-After"] = str(self.faults.retry_after)
+        if self.kind == "ollama" and request.path.startswith("/api/"):
+            return web.json_response({"error": message}, status=status, headers=headers)
+        err_type, code = _ERROR_TYPES.get(status, ("server_error", f"http_{status}"))
+        if self.kind == "llamacpp" and status == 503 and self.faults.loading:
+            body: dict[str, Any] = {"code": 503, "message": message, "type": err_type}
+        else:
+            body = {"message": message, "type": err_type, "code": code}
+        return web.json_response({"error": body}, status=status, headers=headers)
+
+    async def gate_chat(
+        self, request: web.Request, *, embedding: bool = False
+    ) -> tuple[dict[str, Any], FakeModel] | web.Response:
+        """Shared front half of chat/embedding handlers: parse, faults, latency, model lookup."""
+        body = request.get(BODY_KEY)
+        if not isinstance(body, dict):
+            return self.error(request, 400, "request body is not a valid JSON object")
+        failure = self.faults.take_failure()
+        if self.faults.latency_s > 0:
+            await asyncio.sleep(self.faults.latency_s)
+        if failure is not None:
+            return self.error(request, failure, f"injected failure {failure}")
+        ident = body.get("model")
+        model = self.model(ident if isinstance(ident, str) else None)
+        if model is None:
+            message = f"model '{ident}' not found"
+            if self.kind == "ollama" and request.path.startswith("/api/"):
+                return self.error(request, 404, message)
+            return web.json_response(
+                {
+                    "error": {
+                        "message": message,
+                        "type": "invalid_request_error",
+                        "code": "model_not_found",
+                    }
+                },
+                status=404,
+            )
+        if embedding and not model.embedding:
+            status = 501 if self.kind == "llamacpp" else 400
+            return self.error(request, status, f"model '{model.id}' does not support embeddings")
+        if not embedding and model.embedding:
+            return self.error(request, 400, f"model '{model.id}' does not support chat")
+        if self.kind in {"ollama", "lmstudio"}:
+            model.loaded = True  # both load on demand (JIT), which /api/ps and state then show
+        return body, model
+
+    async def stream(
+        self,
+        request: web.Request,
+        content_type: str,
+        head: Sequence[bytes],
+        content: Sequence[bytes],
+        tail: Sequence[bytes],
+    ) -> web.StreamResponse:
+        """Write events one by one, honouring chunk delay and the mid-stream drop fault.
+
+        `drop_after_chunks` counts `content` events only; the drop happens before `tail`, so the
+        client never sees a clean end (no finish event, no chunked terminator).
+        """
+        resp = web.StreamResponse(
+            headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        request[_STREAMING] = True
+        self.streams_open += 1
+        self._notify()
+        try:
+            first = True
+            for index, event in enumerate([*head, *content, *tail]):
+                in_content = len(head) <= index
+                drop = self.faults.drop_after_chunks
+                if drop is not None and in_content and index - len(head) >= drop:
+                    request[_DROPPED] = True
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return resp
+                if not first and self.faults.chunk_delay_s > 0:
+                    await asyncio.sleep(self.faults.chunk_delay_s)
+                first = False
+                await resp.write(event)
+            await resp.write_eof()
+            return resp
+        finally:
+            self.streams_open -= 1
+            self._notify()
+
+    # --------------------------------------------------------------------------- app
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/_fake/"):
+            raw = await request.read()
+            parsed: Any = None
+            if raw:
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(raw)
+            request[BODY_KEY] = parsed
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    json=parsed,
+                    time=time.monotonic(),
+                    query=dict(request.query),
+                    body=raw,
+                )
+            )
+            self.request_count += 1
+            if self.max_recorded is not None and len(self.requests) > self.max_recorded:
+                del self.requests[: len(self.requests) - self.max_recorded]
+            self._notify()
+            if self.kind == "llamacpp" and self.faults.loading:
+                return self.error(request, 503, "Loading model")  # llama-server gates every route
+            status = self.faults.health_status
+            if status is not None and request.method in {"GET", "HEAD"}:
+                return self.error(request, status, f"forced health status {status}")
+        is_chat = request.method == "POST" and request.path in CHAT_PATHS
+        self.active_chats += is_chat
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            if not self._stopping and not request.get(_DROPPED):
+                self.client_disconnects += 1
+                self.stream_disconnects += bool(request.get(_STREAMING))
+                self._notify()
+            raise
+        finally:
+            self.active_chats -= is_chat
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)
+        openai_api.add_routes(app, self)
+        if self.kind == "ollama":
+            ollama_api.add_routes(app, self)
+        else:
+            native_api.add_routes(app, self)
+        app.router.add_get("/_fake/state", self._state)
+        app.router.add_post("/_fake/faults", self._set_faults)
+        app.router.add_post("/_fake/models", self._set_models)
+        return app
+
+    async def _state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            self.faults.update(changes)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.snapshot())
+
+    async def _set_models(self, request: web.Request) -> web.Response:
+        try:
+            self.models = [FakeModel.coerce(m) for m in await request.json()]
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.snapshot())
+
+    # --------------------------------------------------------------------- lifecycle
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen and return the base URL; port 0 picks a free port (kept for restarts)."""
+        if self._runner is not None:
+            raise RuntimeError(f"{self.name} already running at {self.url}")
+        self._stopping = False
+        self._changed = None  # an Event left from a previous loop must not be reused
+        runner = web.AppRunner(
+            self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.host = host
+        self.port = runner.addresses[0][1]
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop like a killed process: refuse new connects and cut every open connection."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping = True
+        for site in list(runner.sites):
+            await site.stop()
+        if runner.server is not None:
+            for conn in list(runner.server.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+        await runner.cleanup()
+        self._notify()
+
+    async def __aenter__(self) -> FakeBackend:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        state = self.url if self.running else "stopped"
+        return f"<FakeBackend {self.name} {state} models={[m.id for m in self.models]}>"

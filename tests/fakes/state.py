@@ -1,0 +1,147 @@
+"""Plain data for the fakes: models, faults, recorded requests and the canned text.
+
+Kept free of aiohttp so tests can build and tweak these objects without a running loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/api/chat"})
+
+
+@dataclass
+class FakeModel:
+    """One model as a backend advertises it; the fields drive every listing endpoint."""
+
+    id: str
+    context_length: int = 4096
+    vision: bool = False
+    tools: bool = False
+    embedding: bool = False
+    loaded: bool = True  # ollama /api/ps and lmstudio `state`; a chat request loads it
+
+    @classmethod
+    def parse(cls, spec: str) -> FakeModel:
+        """Build from a CLI spec `ID[,vision][,tools][,embedding][,unloaded][,ctx=N]`."""
+        ident, *flags = spec.split(",")
+        model = cls(ident)
+        for flag in flags:
+            key, _, value = flag.strip().partition("=")
+            if key in {"vision", "tools", "embedding"}:
+                setattr(model, key, True)
+            elif key == "unloaded":
+                model.loaded = False
+            elif key in {"ctx", "context_length"}:
+                model.context_length = int(value)
+            else:
+                raise ValueError(f"unknown model flag {flag!r} in {spec!r}")
+        return model
+
+    @classmethod
+    def coerce(cls, value: FakeModel | str | dict[str, Any]) -> FakeModel:
+        """Accept the loose forms tests and the control endpoint use."""
+        if isinstance(value, FakeModel):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        return cls(**value)
+
+
+@dataclass
+class Faults:
+    """Failure knobs; the server reads them on every request, so tests may flip them anytime."""
+
+    latency_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    fail_status: int | None = None
+    fail_times: int | None = None
+    drop_after_chunks: int | None = None  # content chunks sent before the TCP abort
+    loading: bool = False
+    health_status: int | None = None
+    malformed_json: bool = False
+    retry_after: int | None = None
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Merge a partial dict (control endpoint); unknown keys are a caller bug, so raise."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise KeyError(f"unknown fault(s): {sorted(unknown)}")
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+    def take_failure(self) -> int | None:
+        """Return the status to fail this chat request with, consuming one of `fail_times`."""
+        if self.fail_status is None:
+            return None
+        if self.fail_times is not None:
+            if self.fail_times <= 0:
+                return None
+            self.fail_times -= 1
+        return self.fail_status
+
+
+@dataclass
+class RecordedRequest:
+    """What the fake received, so tests can assert on exactly what Nexus forwarded."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case keys
+    json: Any  # parsed body, or None when absent or not JSON
+    time: float  # time.monotonic() on arrival
+    query: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def is_chat(self) -> bool:
+        return self.method == "POST" and self.path in CHAT_PATHS
+
+
+def split_pieces(reply: str, chunks: int | None) -> list[str]:
+    """Cut the reply into stream pieces; `chunks` forces an exact count (repeating if short)."""
+    words = re.findall(r"\s*\S+\s*", reply) or ([reply] if reply else [])
+    if chunks is None:
+        return words
+    if chunks <= 0:
+        return []
+    if chunks <= len(reply):
+        bounds = [round(i * len(reply) / chunks) for i in range(chunks + 1)]
+        return [reply[a:b] for a, b in itertools.pairwise(bounds)]
+    words = words or [""]
+    return [words[i % len(words)] for i in range(chunks)]
+
+
+def count_words(value: Any) -> int:
+    """Rough prompt token count: words in every string found in messages/prompt/input."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(count_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(count_words(v) for k, v in value.items() if k in {"content", "text"})
+    return 0
+
+
+def embed(text: str, dim: int = 8) -> list[float]:
+    """Deterministic unit vector per text, so tests can compare embeddings across calls."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [b / 255.0 - 0.5 for b in digest[:dim]]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+def digest_of(ident: str) -> str:
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def parameter_size(ident: str) -> float:
+    """Billions of parameters guessed from an Ollama-style tag (`llama3:8b` -> 8.0)."""
+    match = re.search(r"(\d+(?:\.\d+)?)b\b", ident.lower())
+    return float(match.group(1)) if match else 8.0
