@@ -111,8 +111,12 @@ class Nexus:
     def request_started(self) -> None:
         self.inflight += 1
 
-    def request_finished(self) -> None:
+    def request_finished(self, request_id: str | None = None) -> None:
         self.inflight -= 1
+        if request_id is not None and self.bus.has_subscribers:
+            trace = self.decisions.get(request_id)
+            if trace is not None:
+                self.bus.publish("request.completed", trace.summary())
         if self.inflight <= 0 and self.shutting_down:
             self._idle.set()
 

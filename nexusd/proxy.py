@@ -386,7 +386,7 @@ class StreamRelay:
         trace.status = 200
         if outcome == "ok":
             self.backend.total_requests += 1
-        self.core.request_finished()
+        self.core.request_finished(trace.request_id)
 
     def __del__(self) -> None:
         if not self._closed:

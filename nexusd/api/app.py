@@ -72,7 +72,7 @@ def create_app(core: Nexus) -> Quart:
             return error_response(err)
         finally:
             if not handed_over:
-                core.request_finished()
+                core.request_finished(request_id)
         response.timeout = None
         return response
 

@@ -53,6 +53,21 @@ class RequestTrace:
     error: str | None = None
     outcome: str = "in_progress"
 
+    def summary(self) -> dict[str, Any]:
+        """The short form for live views: no pipeline details."""
+        return {
+            "request_id": self.request_id,
+            "requested_model": self.requested_model,
+            "served_model": self.served_model,
+            "backend": self.backend,
+            "stream": self.stream,
+            "status": self.status,
+            "outcome": self.outcome,
+            "error": self.error,
+            "attempts": len(self.attempts),
+            "fallback_model": self.fallback_model,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
