@@ -72,8 +72,11 @@ def _apply_props(model: ModelInfo, props: dict[str, Any]) -> None:
     modalities = props.get("modalities")
     if isinstance(modalities, dict) and isinstance(modalities.get("vision"), bool):
         model.vision = modalities["vision"]
+    caps = props.get("chat_template_caps")
     template = props.get("chat_template")
-    if isinstance(template, str) and template:
+    if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
+        model.tools = caps["supports_tools"]
+    elif isinstance(template, str) and template:
         model.tools = "tool" in template
 
 
