@@ -19,7 +19,9 @@ import openai
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = Path(os.environ.get("NEXUS_TEST_GGUF", ROOT / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+MODEL = Path(
+    os.environ.get("NEXUS_TEST_GGUF", ROOT / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+)
 ALIAS = "smollm2"
 PROMPT = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -50,9 +52,21 @@ def llama_url() -> Iterator[str]:
         pytest.skip(message)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/llama_server.py"), str(MODEL), str(port),
-         "--alias", ALIAS, "--ctx", "2048", "--parallel", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts/llama_server.py"),
+            str(MODEL),
+            str(port),
+            "--alias",
+            ALIAS,
+            "--ctx",
+            "2048",
+            "--parallel",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,7 +113,11 @@ def test_streaming_equals_direct_chunk_for_chunk(llama_url: str, through_nexus) 
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", timeout=60)
         out, usage = [], None
         for chunk in client.chat.completions.create(
-            model=ALIAS, messages=PROMPT, max_tokens=24, temperature=0, stream=True,
+            model=ALIAS,
+            messages=PROMPT,
+            max_tokens=24,
+            temperature=0,
+            stream=True,
             stream_options={"include_usage": True},
         ):
             if chunk.usage is not None:
