@@ -36,10 +36,10 @@ def test_zero_config_probe_finds_fake_ollama_and_serves_sdk(fakes, nexus) -> Non
     assert text == "Hello from the fake"
 
 
-async def test_async_sdk_stream_and_non_stream(fakes, nexus) -> None:
+async def test_zero_config_async_sdk_stream_and_non_stream(fakes, nexus) -> None:
     fake = fakes("ollama", ["llama3:8b"], reply="async works fine")
-    d = nexus({"backends": [ollama_backend("box", fake.url)]})
-    d.wait_healthy("box")
+    d = nexus({"discovery": {"probe": True, "probe_ports": [fake.port]}})
+    d.wait_healthy(f"ollama-{fake.port}")
     client = openai.AsyncOpenAI(base_url=d.url + "/v1", api_key="unused")
     reply = await client.chat.completions.create(
         model="llama3:8b", messages=[{"role": "user", "content": "hi"}]
@@ -411,3 +411,105 @@ def test_capability_mismatch_is_503_with_reasons(fakes, nexus) -> None:
     assert "lacks vision" in body["error"]["message"]
     assert body["context"]["available_backends"] == ["box"]
     assert body["context"]["rejections"][0]["stage"] == "capabilities"
+
+
+def test_first_byte_timeout_fails_over(fakes, nexus) -> None:
+    slow = fakes("ollama", ["llama3:8b"])
+    fast = fakes("ollama", ["llama3:8b"], reply="fast one")
+    slow.faults.latency_s = 5
+    d = nexus(
+        {
+            "backends": [
+                ollama_backend("slow", slow.url, priority=1),
+                ollama_backend("fast", fast.url, priority=90),
+            ],
+            "server": {"first_byte_timeout_seconds": 0.5, "request_timeout_seconds": 0.5},
+        }
+    )
+    d.wait_healthy("slow", "fast")
+    for stream in (True, False):
+        r = chat(d.url, stream=stream)
+        assert r.status_code == 200 and r.headers["x-nexus-backend"] == "fast"
+        assert "fast" in r.text
+    d.wait_idle()
+
+
+def test_total_timeout_without_alternative_is_504(fakes, nexus) -> None:
+    slow = fakes("ollama", ["llama3:8b"])
+    slow.faults.latency_s = 5
+    d = nexus(
+        {"backends": [ollama_backend("slow", slow.url)], "server": {"request_timeout_seconds": 0.3}}
+    )
+    d.wait_healthy("slow")
+    r = chat(d.url)
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "gateway_timeout"
+    assert "timed out" in r.json()["error"]["message"]
+
+
+def test_stream_idle_timeout_ends_with_error_event(fakes, nexus) -> None:
+    fake = fakes("ollama", ["llama3:8b"], chunks=5)
+    fake.faults.chunk_delay_s = 3
+    d = nexus(
+        {
+            "backends": [ollama_backend("box", fake.url)],
+            "server": {"stream_idle_timeout_seconds": 0.5},
+        }
+    )
+    d.wait_healthy("box")
+    r = chat(d.url, stream=True)
+    assert r.status_code == 200
+    last = json.loads(r.text.strip().splitlines()[-1][6:])
+    assert "no data within 0.5 s" in last["error"]["message"]
+    d.wait_idle()
+
+
+def test_loading_backend_is_not_routed_until_ready(fake_host: FakeHost, fakes, nexus) -> None:
+    fake = fakes("llamacpp", ["smol"])
+    fake.faults.loading = True
+    d = nexus({"backends": [{"name": "llama", "url": fake.url, "type": "llamacpp"}]})
+    assert d.wait_until(lambda: d.core.registry.get("llama").status.value == "loading")
+    r = chat(d.url, model="smol")
+    assert r.status_code == 404  # no models known yet: the server has not listed any
+    fake.faults.loading = False
+    d.wait_healthy("llama")
+    assert chat(d.url, model="smol").status_code == 200
+
+
+def test_health_events_and_recovery(fake_host: FakeHost, fakes, nexus) -> None:
+    fake = fakes("ollama", ["llama3:8b"])
+    d = nexus(
+        {
+            "backends": [ollama_backend("box", fake.url)],
+            "health_check": {"failure_threshold": 2, "recovery_threshold": 2},
+        }
+    )
+    d.wait_healthy("box")
+    events = d.call(lambda: d.core.bus.subscribe())
+    fake.faults.health_status = 500
+    assert d.wait_until(lambda: d.core.registry.get("box").status.value == "unhealthy")
+    assert "HTTP 500" in d.backend("box").last_error
+    r = chat(d.url)
+    assert r.status_code == 503 and "backend is unhealthy" in r.json()["error"]["message"]
+    fake.faults.health_status = None
+    d.wait_healthy("box")
+    seen = d.call(lambda: [e for e in iter(events.get_nowait, None)])
+    statuses = [
+        (e.data["old_health"], e.data["health"]) for e in seen if e.type == "backend.status"
+    ]
+    assert statuses == [("healthy", "unhealthy"), ("unhealthy", "healthy")]
+
+
+def test_model_list_changes_are_followed(fakes, nexus) -> None:
+    fake = fakes("ollama", ["llama3:8b"])
+    d = nexus({"backends": [ollama_backend("box", fake.url)]})
+    d.wait_healthy("box")
+    fake.models[:] = []
+    from tests.fakes import FakeModel
+
+    fake.models.append(FakeModel("qwen3:4b", tools=True))
+    assert d.wait_until(
+        lambda: d.core.registry.has_model("qwen3:4b") and not d.core.registry.has_model("llama3:8b")
+    )
+    assert chat(d.url, model="llama3:8b").status_code == 404
+    assert chat(d.url, model="qwen3:4b").status_code == 200
