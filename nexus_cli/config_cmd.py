@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 
 def example_text() -> str:
@@ -49,22 +46,6 @@ def validate(path_arg: str | None) -> int:
     return 0
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None
-        }
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def show(path_arg: str | None, as_json: bool) -> int:
     from nexusd.config.loader import ConfigError, load_config
 
@@ -73,7 +54,9 @@ def show(path_arg: str | None, as_json: bool) -> int:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    data = _plain(loaded.config)
+    from nexusd.config.loader import to_plain
+
+    data = to_plain(loaded.config)
     if as_json:
         print(
             json.dumps(

@@ -17,12 +17,13 @@ import aiohttp
 from nexusd.backends.factory import create_agent
 from nexusd.backends.upstream import Timeouts
 from nexusd.config.loader import LoadedConfig, backend_id
-from nexusd.config.schema import BackendConfig
+from nexusd.config.schema import BackendConfig, NexusConfig
+from nexusd.config.store import ConfigStore
 from nexusd.discovery.probe import LocalProbe
 from nexusd.events import EventBus
 from nexusd.health import HealthChecker
 from nexusd.proxy import Proxy
-from nexusd.registry import Backend, Registry
+from nexusd.registry import Backend, Registry, normalise_url
 from nexusd.routing.decisions import DecisionLog
 from nexusd.routing.pipeline import Pipeline
 from nexusd.tasks import supervise
@@ -53,6 +54,8 @@ class Nexus:
             idle=s.stream_idle_timeout_seconds,
         )
         self.port: int = s.port
+        self.store = ConfigStore(loaded.path)
+        self.control_socket: str | None = None
         self.started_wall = time.time()
         self._started = time.monotonic()
         self.inflight = 0
@@ -105,6 +108,93 @@ class Nexus:
         if check:
             self.health.check_soon(backend)
         return backend
+
+    def apply_config(self, cfg: NexusConfig) -> list[str]:
+        """Switch to a new, already validated config at runtime; returns what changed.
+
+        Routing, health, logging levels and configured backends take effect at once;
+        listener settings (host, port) need a restart and are reported as such.
+        """
+        old = self.config
+        changes: list[str] = []
+        if (old.server.host, old.server.port) != (cfg.server.host, cfg.server.port):
+            changes.append("server.host/port changed: takes effect after a restart")
+        self.config = cfg
+        self.pipeline.config = cfg.routing
+        self.pipeline.strategies.weights = cfg.routing.weights
+        self.health.config = cfg.health_check
+        self.decisions.size = cfg.routing.decision_history
+        if old.routing.aliases != cfg.routing.aliases:
+            changes.append("aliases")
+            self.bus.publish("aliases.changed", {"aliases": dict(cfg.routing.aliases)})
+        if old.routing.fallbacks != cfg.routing.fallbacks:
+            changes.append("fallbacks")
+            self.bus.publish("fallbacks.changed", {"fallbacks": dict(cfg.routing.fallbacks)})
+        o, n = old.routing, cfg.routing
+        if (o.strategy, o.weights, o.max_retries) != (n.strategy, n.weights, n.max_retries):
+            changes.append("routing")
+        changes.extend(self._apply_backends(cfg.backends))
+        if old.logging != cfg.logging:
+            from nexusd.logs import apply_levels
+
+            apply_levels(cfg.logging)
+            changes.append("logging")
+        self.bus.publish("config.reloaded", {"changes": changes})
+        return changes
+
+    def _apply_backends(self, configured: list[BackendConfig]) -> list[str]:
+        changes: list[str] = []
+        current = {b.id: b for b in self.registry.all() if b.source is DiscoverySource.STATIC}
+        wanted = {backend_id(bc.name): bc for bc in configured}
+        for bid in current.keys() - wanted.keys():
+            self.registry.remove(bid)
+            changes.append(f"backend {bid} removed")
+        for bid, bc in wanted.items():
+            fresh = backend_from_config(bc)
+            existing = current.get(bid)
+            if existing is None:
+                self.add_backend(fresh)
+                changes.append(f"backend {bid} added")
+            elif (existing.url, existing.type, existing.api_key) != (
+                normalise_url(fresh.url),
+                fresh.type,
+                fresh.api_key,
+            ):
+                self.registry.remove(bid)
+                self.add_backend(fresh)
+                changes.append(f"backend {bid} replaced")
+            else:
+                before = (
+                    existing.priority,
+                    existing.zone,
+                    existing.tier,
+                    existing.enabled,
+                    existing.max_concurrent,
+                    existing.forward_client_auth,
+                    existing.model_overrides,
+                )
+                after = (
+                    fresh.priority,
+                    fresh.zone,
+                    fresh.tier,
+                    fresh.enabled,
+                    fresh.max_concurrent,
+                    fresh.forward_client_auth,
+                    fresh.model_overrides,
+                )
+                if before != after:
+                    (
+                        existing.priority,
+                        existing.zone,
+                        existing.tier,
+                        existing.enabled,
+                        existing.max_concurrent,
+                        existing.forward_client_auth,
+                        existing.model_overrides,
+                    ) = after
+                    self.registry.publish_status(existing, existing.health)
+                    changes.append(f"backend {bid} updated")
+        return changes
 
     # --- in-flight accounting and draining -----------------------------------------------------
 

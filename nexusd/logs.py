@@ -59,6 +59,12 @@ def setup_logging(config: LoggingConfig, stream: Any = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level_of(config.level.value))
     root.propagate = False
+    apply_levels(config)
+
+
+def apply_levels(config: LoggingConfig) -> None:
+    """(Re)apply the global and per-component levels; used at start and on reload."""
+    logging.getLogger("nexus").setLevel(level_of(config.level.value))
     for component, level in config.component_levels.items():
         name = component if component.startswith("nexus.") else f"nexus.{component}"
         logging.getLogger(name).setLevel(level_of(level))

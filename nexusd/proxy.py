@@ -30,6 +30,7 @@ from nexusd.backends.upstream import (
     UpstreamStream,
     UpstreamTimeout,
 )
+from nexusd.config.schema import RoutingConfig
 from nexusd.errors import (
     ModelNotFound,
     NexusError,
@@ -40,7 +41,7 @@ from nexusd.errors import (
 from nexusd.registry import Backend
 from nexusd.routing.aliases import resolve_alias
 from nexusd.routing.decisions import Attempt, RequestTrace
-from nexusd.routing.intent import RoutingIntent, requirements_of
+from nexusd.routing.intent import Requirements, RoutingIntent, requirements_of
 from nexusd.routing.pipeline import Outcome
 from nexusd.sse import SSEFramer, error_event
 
@@ -86,7 +87,11 @@ class Proxy:
         self.core = core
         self.registry = core.registry
         self.pipeline = core.pipeline
-        self.config = core.config.routing
+
+    @property
+    def config(self) -> RoutingConfig:
+        """Read per request: a config reload swaps the whole routing section atomically."""
+        return self.core.config.routing
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -134,6 +139,41 @@ class Proxy:
         trace.status, trace.outcome = 200, "ok"
         reply = success.result
         return Completed(reply.status, reply.body, reply.content_type, headers)
+
+    def dry_run(self, requested: str, requirements: Requirements) -> dict[str, Any]:
+        """The decision a request would get now, without sending anything."""
+        resolved, hops = resolve_alias(self.config.aliases, requested)
+        chain = [resolved, *self.config.fallbacks.get(resolved, ())]
+        intent = RoutingIntent("dry-run", requested, requirements)
+        steps = []
+        chosen = None
+        for model in chain:
+            decision = self.pipeline.run(intent, model)
+            steps.append(decision)
+            if decision.outcome is Outcome.ROUTE:
+                chosen = decision
+                break
+        if chosen is not None:
+            outcome = "route"
+        elif not any(step.model_known for step in steps):
+            outcome = "not_found"
+        elif any(step.outcome is Outcome.QUEUE for step in steps):
+            outcome = "queue"
+        else:
+            outcome = "reject"
+        return {
+            "requested_model": requested,
+            "resolved_model": resolved,
+            "alias_hops": hops,
+            "chain": chain,
+            "requirements": requirements.to_json(),
+            "outcome": outcome,
+            "backend": chosen.backend.id if chosen and chosen.backend else None,
+            "model": chosen.model if chosen else None,
+            "fallback_used": bool(chosen and chosen.model != resolved),
+            "reason": chosen.reason if chosen else None,
+            "steps": [step.to_json() for step in steps],
+        }
 
     # --- attempts across backends and fallback models ------------------------------------------
 

@@ -68,11 +68,13 @@ class LoadedConfig:
 # --- where the file is ---------------------------------------------------------------------
 
 
-def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+def resolve_config_path(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Path, bool]:
     """``--config`` > ``NEXUS_CONFIG`` > the user config dir. Returns (path, chosen explicitly)."""
     if explicit:
         return Path(explicit).expanduser(), True
-    env = os.environ.get("NEXUS_CONFIG")
+    env = (os.environ if env is None else env).get("NEXUS_CONFIG")
     if env:
         return Path(env).expanduser(), True
     return paths.default_config_file(), False
@@ -124,7 +126,12 @@ def _parse_env_value(text: str, hint: Any) -> Any:
         return int(text)
     if hint is float:
         return float(text)
-    return text  # strings and enums: the builder validates enums
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        allowed = [m.value for m in hint]
+        if text.strip().lower() not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text.strip().lower()
+    return text
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -283,8 +290,9 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
         errors.append(f"server.max_body_bytes: {s.max_body_bytes} must be greater than 0")
 
     h = cfg.health_check
-    if h.interval_seconds <= 0 or h.timeout_seconds <= 0:
-        errors.append("health_check.interval_seconds and timeout_seconds must be greater than 0")
+    for name in ("interval_seconds", "timeout_seconds"):
+        if getattr(h, name) <= 0:
+            errors.append(f"health_check.{name}: {getattr(h, name)} must be greater than 0")
     for name in ("failure_threshold", "recovery_threshold"):
         if getattr(h, name) < 1:
             errors.append(f"health_check.{name}: {getattr(h, name)} must be at least 1")
@@ -306,9 +314,14 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
     if r.decision_history < 1:
         errors.append(f"routing.decision_history: {r.decision_history} must be at least 1")
     w = r.weights
-    if min(w.priority, w.load, w.latency) < 0:
-        errors.append("routing.weights: weights must not be negative")
-    elif w.priority + w.load + w.latency != 100:
+    negative = [
+        (k, v)
+        for k, v in (("priority", w.priority), ("load", w.load), ("latency", w.latency))
+        if v < 0
+    ]
+    for key, value in negative:
+        errors.append(f"routing.weights.{key}: {value} must not be negative")
+    if not negative and w.priority + w.load + w.latency != 100:
         warnings.append(
             f"routing.weights add up to {w.priority + w.load + w.latency}, not 100; "
             "scores are still comparable but no longer 0-100"
@@ -401,7 +414,7 @@ def parse_config(
     cfg = builder.build(NexusConfig, raw, "")
     errors = builder.errors
     warnings.extend(builder.warnings)
-    if cfg is not None and not errors:
+    if cfg is not None:
         _check(cfg, errors, warnings)
     if errors or cfg is None:
         raise ConfigError(errors, path)
@@ -438,7 +451,7 @@ def load_config(
 ) -> LoadedConfig:
     """Load and validate; a missing file means defaults (with a warning if it was named)."""
     env = os.environ if env is None else env
-    path, explicit = resolve_config_path(explicit_path)
+    path, explicit = resolve_config_path(explicit_path, env)
     warnings: list[str] = []
     if path.exists():
         data = read_toml(path)
@@ -450,3 +463,37 @@ def load_config(
             warnings.append(f"config file {path} does not exist; using defaults")
     cfg, more, sources = parse_config(data, env=env, flags=flags, path=path if exists else None)
     return LoadedConfig(cfg, path, exists, warnings + more, sources)
+
+
+def to_plain(value: Any) -> Any:
+    """A config (or part of one) as plain TOML/JSON-ready data; ``None`` values dropped."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def flatten_config(cfg: NexusConfig) -> dict[str, Any]:
+    """Dotted key -> value for every leaf (tables of aliases etc. stay whole)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            key = f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(value, key + ".")
+            else:
+                out[key] = to_plain(value)
+
+    walk(cfg, "")
+    return out

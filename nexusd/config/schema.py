@@ -46,6 +46,7 @@ class LogLevel(StrEnum):
     WARN = "warn"
     WARNING = "warning"
     ERROR = "error"
+    CRITICAL = "critical"
 
 
 @dataclass(slots=True)

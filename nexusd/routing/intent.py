@@ -72,7 +72,9 @@ def requirements_of(body: dict[str, Any]) -> Requirements:
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         req.json_mode = True
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = body.get("max_completion_tokens")
+    if limit is None:
+        limit = body.get("max_tokens")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
         req.max_tokens = limit
     return req

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from nexusd.config.loader import ConfigError, backend_id, load_config, parse_config
+from nexusd import paths
+from nexusd.config.loader import (
+    ConfigError,
+    backend_id,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
 from nexusd.config.schema import (
     DEFAULT_PROBE_PORTS,
     MIB,
@@ -225,7 +232,9 @@ def test_empty_env_value_is_ignored_silently() -> None:
     assert warnings == [] and sources == {}
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1,2", [1, 2]), (" 11434 , 8080 ,", [11434, 8080])])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1,2", [1, 2]), (" 11434 , 8080 ,", [11434, 8080])]
+)
 def test_env_probe_ports_list(text: str, expected: list[int]) -> None:
     cfg = parse(env={"NEXUS_PROBE_PORTS": text})
     assert cfg.discovery.probe_ports == expected
@@ -254,13 +263,6 @@ def test_env_enums_are_case_insensitive() -> None:
     assert cfg.discovery.probe_host == "127.0.0.2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an invalid enum value in NEXUS_LOG_FORMAT (or NEXUS_LOG_LEVEL / "
-    "NEXUS_ROUTING_STRATEGY) is a fatal ConfigError, while other invalid env values "
-    "(NEXUS_PORT=abc, NEXUS_DISCOVERY=banana) are ignored with a warning; spec §4.5 says "
-    "invalid NEXUS_LOG_FORMAT values are ignored",
-)
 def test_env_log_format_garbage_is_ignored_with_a_warning() -> None:
     cfg, warnings, _ = parse_config({}, env={"NEXUS_LOG_FORMAT": "banana"})
     assert cfg.logging.format is LogFormat.PRETTY
@@ -472,12 +474,6 @@ def test_several_semantic_errors_are_all_reported_at_once() -> None:
         assert key in joined, key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: loader.parse_config skips the semantic checks (_check) whenever the type "
-    "builder reported an error, so a file with a type error AND e.g. a bad tier only reports "
-    "the type error; the module promises every problem in one pass",
-)
 def test_type_and_semantic_errors_are_reported_together() -> None:
     found = problems({"server": {"port": "eighty"}, "backends": [backend(tier=7)]})
     joined = "\n".join(found)
@@ -485,22 +481,12 @@ def test_type_and_semantic_errors_are_reported_together() -> None:
     assert "backends[0].tier" in joined
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'routing.weights: weights must not be negative' names neither the key "
-    "(routing.weights.load) nor the offending value (-5)",
-)
 def test_negative_weight_message_names_key_and_value() -> None:
     (problem,) = problems({"routing": {"weights": {"load": -5}}})
     assert "routing.weights.load" in problem
     assert "-5" in problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the health_check interval/timeout message does not include the offending "
-    "value ('health_check.interval_seconds and timeout_seconds must be greater than 0')",
-)
 def test_nonpositive_health_interval_message_names_value() -> None:
     (problem,) = problems({"health_check": {"interval_seconds": -3}})
     assert "health_check.interval_seconds" in problem
@@ -560,7 +546,9 @@ def test_empty_alias_target_is_dropped_with_a_warning() -> None:
 
 
 def test_long_alias_chain_is_valid_but_warns() -> None:
-    cfg, warnings, _ = parse_config({"routing": {"aliases": {"a": "b", "b": "c", "c": "d", "d": "e"}}})
+    cfg, warnings, _ = parse_config(
+        {"routing": {"aliases": {"a": "b", "b": "c", "c": "d", "d": "e"}}}
+    )
     assert len(cfg.routing.aliases) == 4
     assert len(warnings) == 1
     assert "'a' resolves to 'd'" in warnings[0]
@@ -600,9 +588,7 @@ def test_load_invalid_value_error_names_the_file(tmp_path: Path) -> None:
 def test_load_file_with_env_and_flags(tmp_path: Path) -> None:
     path = tmp_path / "n.toml"
     path.write_text('[server]\nport = 9000\nhost = "10.0.0.1"\n[logging]\nlevel = "debug"\n')
-    loaded = load_config(
-        path, env={"NEXUS_HOST": "10.0.0.2"}, flags={"logging.level": "error"}
-    )
+    loaded = load_config(path, env={"NEXUS_HOST": "10.0.0.2"}, flags={"logging.level": "error"})
     assert loaded.file_exists is True
     cfg = loaded.config
     assert (cfg.server.port, cfg.server.host, cfg.logging.level) == (
@@ -622,6 +608,44 @@ def test_load_uses_the_given_env_not_the_process_env(
     monkeypatch.setenv("NEXUS_PORT", "4242")
     loaded = load_config(tmp_path / "absent.toml", env={})
     assert loaded.config.server.port == 8000
+
+
+def test_load_unreadable_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={})  # a directory
+    assert "cannot read the file" in str(info.value)
+
+
+def test_missing_default_file_means_defaults_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEXUS_CONFIG", raising=False)
+    monkeypatch.setattr(paths, "default_config_file", lambda: tmp_path / "nexus.toml")
+    loaded = load_config(None, env={})
+    assert loaded.path == tmp_path / "nexus.toml"
+    assert loaded.file_exists is False
+    assert loaded.warnings == []
+    assert loaded.config.server.port == 8000
+
+
+def test_config_path_explicit_beats_nexus_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_CONFIG", str(tmp_path / "from-env.toml"))
+    assert resolve_config_path(tmp_path / "explicit.toml") == (tmp_path / "explicit.toml", True)
+    assert resolve_config_path(None) == (tmp_path / "from-env.toml", True)
+
+
+def test_load_config_reads_nexus_config_from_the_given_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NEXUS_CONFIG", raising=False)
+    monkeypatch.setattr(paths, "default_config_file", lambda: tmp_path / "default.toml")
+    path = tmp_path / "chosen.toml"
+    path.write_text("[server]\nport = 9123\n")
+    loaded = load_config(None, env={"NEXUS_CONFIG": str(path)})
+    assert loaded.path == path
+    assert loaded.config.server.port == 9123
 
 
 # --- normalisation and nested tables -------------------------------------------------------

@@ -1,0 +1,447 @@
+"""The control app (Unix socket only): status, backends, models, aliases, fallbacks,
+requests and their routing stories, dry-run routing, config, and a live event stream.
+
+Every mutation validates first, persists to the TOML file (comments kept), applies, then
+emits its event — so a refused edit changes nothing anywhere. Errors are
+``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import tomlkit
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from nexusd import __version__
+from nexusd.backends.fingerprint import detect_backend_type
+from nexusd.config.loader import ConfigError, backend_id, load_config
+from nexusd.config.store import (
+    add_backend,
+    remove_backend,
+    remove_key,
+    set_alias,
+    set_fallbacks,
+    update_backend,
+)
+from nexusd.registry import Backend, normalise_url
+from nexusd.routing.aliases import MAX_ALIAS_HOPS
+from nexusd.routing.intent import Requirements
+from nexusd.types import DiscoverySource
+
+if TYPE_CHECKING:
+    from nexusd.core import Nexus
+
+HEARTBEAT_SECONDS = 15.0
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    response = Response(json.dumps(payload), status, content_type="application/json")
+    response.timeout = None
+    return response
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"error": {"code": code, "message": message}}, status)
+
+
+async def _body() -> dict[str, Any]:
+    raw = await request.get_data(cache=False)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ControlError(400, "invalid_json", "request body must be a JSON object")
+    return data
+
+
+def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
+    app = Quart("nexusd-control")
+    app.config.update(
+        RESPONSE_TIMEOUT=None, MAX_CONTENT_LENGTH=1024 * 1024, PROVIDE_AUTOMATIC_OPTIONS=False
+    )
+
+    @app.errorhandler(ControlError)
+    async def control_error(err: ControlError) -> Response:
+        return _error(err.status, err.code, err.message)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(err: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.code or 0, "bad_request")
+        return _error(err.code or 400, code, f"{err.name}: {request.method} {request.path}")
+
+    # --- persistence helper --------------------------------------------------------------
+
+    def persist(mutation: Callable[[tomlkit.TOMLDocument], None]) -> list[str]:
+        """Validate + write the file, then apply it. An external edit is applied first."""
+        if core.store.changed_on_disk:
+            reload_from_disk()
+        try:
+            cfg = core.store.edit(mutation)
+        except ConfigError as exc:
+            raise ControlError(409, "conflict", "; ".join(exc.problems)) from None
+        except OSError as exc:
+            raise ControlError(
+                500, "write_failed", f"could not write {core.store.path}: {exc.strerror}"
+            ) from None
+        return core.apply_config(cfg)
+
+    def reload_from_disk() -> list[str]:
+        try:
+            loaded = load_config(core.loaded.path)
+        except ConfigError as exc:
+            raise ControlError(
+                422,
+                "invalid_config",
+                f"{core.loaded.path} is invalid, the running config stays: "
+                + "; ".join(exc.problems),
+            ) from None
+        core.store.mark_loaded()
+        core.loaded = loaded
+        return core.apply_config(loaded.config)
+
+    # --- status --------------------------------------------------------------------------
+
+    @app.get("/v1/status")
+    async def status() -> Response:
+        backends = core.registry.all()
+        return _json(
+            {
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_seconds": round(core.uptime_seconds, 3),
+                "started_at": core.started_wall,
+                "listeners": {"api": api_url(), "control": core.control_socket},
+                "config_path": str(core.loaded.path),
+                "config_file_exists": core.loaded.path.exists(),
+                "counts": {
+                    "backends": len(backends),
+                    "healthy": sum(1 for b in backends if b.routable),
+                    "models": len(core.registry.model_names()),
+                    "aliases": len(core.config.routing.aliases),
+                    "fallbacks": len(core.config.routing.fallbacks),
+                    "inflight": core.inflight,
+                },
+            }
+        )
+
+    # --- backends ------------------------------------------------------------------------
+
+    def find(bid: str) -> Backend:
+        backend = core.registry.get(bid)
+        if backend is None:
+            names = ", ".join(b.id for b in core.registry.all()) or "none"
+            raise ControlError(404, "not_found", f"no backend {bid!r} (backends: {names})")
+        return backend
+
+    @app.get("/v1/backends")
+    async def list_backends() -> Response:
+        return _json({"backends": [b.to_json() for b in core.registry.all()]})
+
+    @app.get("/v1/backends/<bid>")
+    async def get_backend(bid: str) -> Response:
+        return _json(find(bid).to_json())
+
+    @app.post("/v1/backends")
+    async def create_backend() -> Response:
+        data = await _body()
+        url = data.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ControlError(400, "invalid_request", "'url' must be an http:// or https:// URL")
+        if core.registry.find_by_url(url) is not None:
+            existing = core.registry.find_by_url(url)
+            raise ControlError(409, "conflict", f"{url} is already backend {existing.id!r}")
+        kind = data.get("type")
+        if kind is None:
+            detected = await detect_backend_type(core.http, normalise_url(url), 3.0)
+            if detected is None:
+                raise ControlError(
+                    422,
+                    "undetectable",
+                    f"nothing answering like an inference server at {url}; is it running? "
+                    "Pass 'type' to add it anyway",
+                )
+            kind = detected.value
+        name = data.get("name") or _default_name(url, kind)
+        if not isinstance(name, str) or core.registry.get(backend_id(name)) is not None:
+            raise ControlError(409, "conflict", f"a backend named {name!r} already exists")
+        entry = {"name": name, "url": url, "type": kind}
+        for key in (
+            "priority",
+            "zone",
+            "tier",
+            "api_key_env",
+            "max_concurrent",
+            "forward_client_auth",
+        ):
+            if data.get(key) is not None:
+                entry[key] = data[key]
+        persist(add_backend(entry))
+        return _json(find(backend_id(name)).to_json(), 201)
+
+    @app.delete("/v1/backends/<bid>")
+    async def delete_backend(bid: str) -> Response:
+        backend = find(bid)
+        if backend.source is DiscoverySource.STATIC:
+            persist(remove_backend(backend.name))
+        else:
+            core.registry.remove(bid)
+        return _json({"removed": bid})
+
+    @app.patch("/v1/backends/<bid>")
+    async def patch_backend(bid: str) -> Response:
+        backend = find(bid)
+        data = await _body()
+        unknown = set(data) - {"priority", "enabled", "drain"}
+        if unknown:
+            raise ControlError(
+                400,
+                "invalid_request",
+                f"cannot change {', '.join(sorted(unknown))}; patchable: priority, enabled, drain",
+            )
+        for key, kind in (("priority", int), ("enabled", bool), ("drain", bool)):
+            if key in data and (
+                not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool))
+            ):
+                raise ControlError(400, "invalid_request", f"'{key}' must be {kind.__name__}")
+        persisted = {k: data[k] for k in ("priority", "enabled") if k in data}
+        if persisted and backend.source is DiscoverySource.STATIC:
+            persist(update_backend(backend.name, persisted))
+            backend = find(bid)
+        old_health = backend.health
+        if "priority" in data:
+            backend.priority = data["priority"]
+        if "enabled" in data:
+            backend.enabled = data["enabled"]
+        if "drain" in data:
+            backend.draining = data["drain"]
+        core.registry.publish_status(backend, old_health)
+        return _json(backend.to_json())
+
+    # --- models --------------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        aliases_by_target: dict[str, list[str]] = {}
+        for alias, target in core.config.routing.aliases.items():
+            aliases_by_target.setdefault(target, []).append(alias)
+        out = []
+        for model_id in core.registry.model_names():
+            serving = core.registry.serving(model_id)
+            out.append(
+                {
+                    "id": model_id,
+                    "aliases": sorted(aliases_by_target.get(model_id, [])),
+                    "backends": [
+                        {
+                            "id": b.id,
+                            "name": b.name,
+                            "status": b.status.value,
+                            "routable": b.routable,
+                            **b.models[model_id].to_json(),
+                        }
+                        for b in serving
+                    ],
+                    "healthy_backends": [b.id for b in serving if b.routable],
+                }
+            )
+        return _json({"models": out})
+
+    # --- aliases and fallbacks -----------------------------------------------------------
+
+    @app.get("/v1/aliases")
+    async def list_aliases() -> Response:
+        return _json({"aliases": dict(core.config.routing.aliases)})
+
+    @app.put("/v1/aliases/<path:name>")
+    async def put_alias(name: str) -> Response:
+        target = (await _body()).get("target")
+        if not isinstance(target, str) or not target.strip():
+            raise ControlError(400, "invalid_request", "'target' must be a non-empty model name")
+        aliases = {**core.config.routing.aliases, name: target}
+        depth, current = 0, name
+        while current in aliases and depth <= MAX_ALIAS_HOPS:
+            current, depth = aliases[current], depth + 1
+            if current == name:
+                break
+        if depth > MAX_ALIAS_HOPS:
+            raise ControlError(
+                409, "conflict", f"alias chain from {name!r} is longer than {MAX_ALIAS_HOPS} hops"
+            )
+        persist(set_alias(name, target))
+        return _json({"alias": name, "target": target})
+
+    @app.delete("/v1/aliases/<path:name>")
+    async def delete_alias(name: str) -> Response:
+        if name not in core.config.routing.aliases:
+            raise ControlError(404, "not_found", f"no alias {name!r}")
+        persist(remove_key(("routing", "aliases"), name))
+        return _json({"removed": name})
+
+    @app.get("/v1/fallbacks")
+    async def list_fallbacks() -> Response:
+        return _json({"fallbacks": dict(core.config.routing.fallbacks)})
+
+    @app.put("/v1/fallbacks/<path:model>")
+    async def put_fallbacks(model: str) -> Response:
+        chain = (await _body()).get("chain")
+        if (
+            not isinstance(chain, list)
+            or not chain
+            or not all(isinstance(m, str) and m.strip() for m in chain)
+        ):
+            raise ControlError(
+                400, "invalid_request", "'chain' must be a non-empty list of model names"
+            )
+        persist(set_fallbacks(model, chain))
+        return _json({"model": model, "chain": chain})
+
+    @app.delete("/v1/fallbacks/<path:model>")
+    async def delete_fallbacks(model: str) -> Response:
+        if model not in core.config.routing.fallbacks:
+            raise ControlError(404, "not_found", f"no fallback chain for {model!r}")
+        persist(remove_key(("routing", "fallbacks"), model))
+        return _json({"removed": model})
+
+    # --- requests and routing ------------------------------------------------------------
+
+    @app.get("/v1/requests")
+    async def list_requests() -> Response:
+        args = request.args
+        try:
+            limit = max(1, min(int(args.get("limit", 100)), core.decisions.size))
+        except ValueError:
+            raise ControlError(400, "invalid_request", "'limit' must be a number") from None
+        wanted = {k: args[k] for k in ("model", "backend", "outcome") if k in args}
+        out = []
+        for trace in core.decisions.recent(core.decisions.size):
+            summary = trace.summary()
+            if wanted.get("model") not in (None, trace.requested_model, trace.served_model):
+                continue
+            if wanted.get("backend") not in (None, trace.backend):
+                continue
+            if wanted.get("outcome") not in (None, trace.outcome):
+                continue
+            summary["started_at"] = trace.started_at
+            out.append(summary)
+            if len(out) >= limit:
+                break
+        return _json({"requests": out})
+
+    @app.get("/v1/requests/<request_id>")
+    async def get_request(request_id: str) -> Response:
+        trace = core.decisions.get(request_id)
+        if trace is None:
+            raise ControlError(
+                404, "not_found", f"no request {request_id!r} among the last {core.decisions.size}"
+            )
+        return _json(trace.to_json())
+
+    @app.post("/v1/route")
+    async def route() -> Response:
+        data = await _body()
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise ControlError(400, "invalid_request", "'model' is required")
+        req = Requirements(
+            vision=bool(data.get("vision")),
+            tools=bool(data.get("tools")),
+            json_mode=bool(data.get("json_mode")),
+            prompt_tokens=int(data.get("tokens") or 0),
+            max_tokens=int(data.get("max_tokens") or 0),
+        )
+        return _json(core.proxy.dry_run(model, req))
+
+    @app.get("/v1/stats")
+    async def stats() -> Response:
+        backends = core.registry.all()
+        return _json(
+            {
+                "uptime_seconds": round(core.uptime_seconds, 3),
+                "inflight": core.inflight,
+                "backends": [
+                    {
+                        "id": b.id,
+                        "requests": b.total_requests,
+                        "errors": b.errors,
+                        "pending": b.pending,
+                        "latency_ema_ms": b.to_json()["latency_ema_ms"],
+                    }
+                    for b in sorted(backends, key=lambda b: b.id)
+                ],
+            }
+        )
+
+    # --- config --------------------------------------------------------------------------
+
+    @app.get("/v1/config")
+    async def show_config() -> Response:
+        from nexusd.config.loader import flatten_config
+
+        flat = flatten_config(core.config)
+        return _json(
+            {
+                "path": str(core.loaded.path),
+                "file_exists": core.loaded.path.exists(),
+                "changed_on_disk": core.store.changed_on_disk,
+                "values": {
+                    k: {"value": v, "source": core.loaded.source_of(k)} for k, v in flat.items()
+                },
+            }
+        )
+
+    @app.post("/v1/config/reload")
+    async def reload_config() -> Response:
+        return _json({"reloaded": str(core.loaded.path), "changes": reload_from_disk()})
+
+    # --- events --------------------------------------------------------------------------
+
+    @app.get("/v1/events")
+    async def events() -> Response:
+        sub = core.bus.subscribe()
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b": connected\n\n"
+                while not core.shutting_down:
+                    try:
+                        async with asyncio.timeout(HEARTBEAT_SECONDS):
+                            event = await sub.get()
+                    except TimeoutError:
+                        yield b": ping\n\n"
+                        continue
+                    if event.type == "daemon.stopping":
+                        break
+                    payload = json.dumps(event.to_json())
+                    yield f"event: {event.type}\ndata: {payload}\n\n".encode()
+            finally:
+                sub.close()
+
+        response = Response(
+            stream(), 200, content_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+        response.timeout = None
+        return response
+
+    return app
+
+
+def _default_name(url: str, kind: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{kind}-{parts.hostname}-{parts.port or (443 if parts.scheme == 'https' else 80)}"
