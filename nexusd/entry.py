@@ -26,6 +26,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no periodic health checks (models are read once at start)",
     )
+    serve.add_argument(
+        "--socket",
+        help="control socket path (default: NEXUS_SOCKET or <user runtime dir>/nexus/nexusd.sock)",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -56,9 +60,11 @@ def serve(args: argparse.Namespace) -> int:
         loaded.path,
         "" if loaded.file_exists else ", absent: defaults",
     )
+    from pathlib import Path
+
     from nexusd.server import run_daemon
 
-    return run_daemon(loaded)
+    return run_daemon(loaded, Path(args.socket) if args.socket else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes import FakeBackend, FakeHost
 from tests.harness import DaemonThread
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Daemons started by tests record themselves here, never in the user's real dirs."""
+    state = tmp_path_factory.mktemp("state")
+    saved = {
+        k: os.environ.get(k) for k in ("NEXUS_STATE_DIR", "NEXUS_CONFIG_DIR", "NEXUS_RUNTIME_DIR")
+    }
+    os.environ["NEXUS_STATE_DIR"] = str(state)
+    # short on purpose: Unix socket paths are limited to ~104 bytes
+    os.environ["NEXUS_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="nxrt-", dir="/tmp")
+    os.environ["NEXUS_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +60,10 @@ def nexus() -> Iterator[Callable[..., DaemonThread]]:
     """``nexus({...config...})`` starts a real daemon; it is shut down after the test."""
     daemons: list[DaemonThread] = []
 
-    def start(config: dict[str, Any] | None = None) -> DaemonThread:
-        daemon = DaemonThread(config).start()
+    def start(
+        config: dict[str, Any] | None = None, config_path: Path | None = None
+    ) -> DaemonThread:
+        daemon = DaemonThread(config, config_path).start()
         daemons.append(daemon)
         return daemon
 

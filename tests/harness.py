@@ -6,9 +6,12 @@ talk to it over HTTP while the test inspects its state safely on the daemon's lo
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nexusd.config.loader import LoadedConfig, parse_config
@@ -37,7 +40,9 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class DaemonThread:
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: dict[str, Any] | None = None, config_path: Path | None = None
+    ) -> None:
         data = merge(TEST_DEFAULTS, config or {})
         cfg, warnings, sources = parse_config(data, env={})
         self.loaded = LoadedConfig(
@@ -47,6 +52,8 @@ class DaemonThread:
             warnings=warnings,
             sources=sources,
         )
+        # short: Unix socket paths are limited to ~104 bytes
+        self.control_path = Path(tempfile.mkdtemp(prefix="nx-", dir="/tmp")) / "nexusd.sock"
         self.loop = asyncio.new_event_loop()
         self._ready: Future[Daemon] = Future()
         self._thread = threading.Thread(target=self._main, name="nexusd-test", daemon=True)
@@ -67,7 +74,7 @@ class DaemonThread:
     async def _run(self) -> None:
         try:
             sock = bind_tcp("127.0.0.1", 0)
-            daemon = Daemon(self.loaded, sock)
+            daemon = Daemon(self.loaded, sock, control_path=self.control_path)
             task = asyncio.ensure_future(daemon.run())
             await daemon.ready.wait()
         except BaseException as exc:
@@ -137,6 +144,7 @@ class DaemonThread:
             return
         self.loop.call_soon_threadsafe(self.daemon.request_shutdown)
         self._thread.join(20)
+        shutil.rmtree(self.control_path.parent, ignore_errors=True)
 
 
 def ollama_backend(name: str, url: str, **extra: Any) -> dict[str, Any]:

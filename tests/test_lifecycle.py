@@ -20,7 +20,7 @@ import pytest
 from tests.fakes import FakeHost
 from tests.harness import ollama_backend
 
-LISTENING = re.compile(r"OpenAI API listening on (http://\S+)")
+LISTENING = re.compile(r"OpenAI API listening on (http://[\w.\[\]:]+)")
 
 
 class DaemonProcess:
