@@ -1,9 +1,14 @@
-"""``nexus``: the command for people — run the daemon, manage its config, look at it."""
+"""``nexus``: the command for people — run the daemon, look at it, manage config and service.
+
+Everything except ``serve``, ``config``, ``completions`` and ``service`` talks to the running
+daemon over its control socket, and says so plainly when none is running.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from nexusd import __version__
 from nexusd.entry import add_serve_arguments, serve
@@ -15,10 +20,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Nexus: one OpenAI-compatible endpoint for all your local and cloud LLMs.",
     )
     parser.add_argument("--version", action="version", version=f"nexus {__version__}")
+    parser.add_argument("--socket", help="control socket of the daemon to talk to")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the daemon (zero-config: finds local backends)")
-    add_serve_arguments(serve)
+    serve_p = sub.add_parser("serve", help="run the daemon (zero-config: finds local backends)")
+    add_serve_arguments(serve_p)
+
+    backends = sub.add_parser("backends", help="list, add, remove or drain backends")
+    bsub = backends.add_subparsers(dest="action", metavar="ACTION")
+    bsub.add_parser("list", help="backends with status, load and latency (default)")
+    add = bsub.add_parser("add", help="add a backend by URL (type detected); saved to config")
+    add.add_argument("url")
+    add.add_argument("-t", "--type", dest="type_")
+    add.add_argument("-n", "--name")
+    add.add_argument("-p", "--priority", type=int)
+    remove = bsub.add_parser("remove", help="remove a backend")
+    remove.add_argument("id")
+    drain = bsub.add_parser("drain", help="stop new requests to a backend (--undo to resume)")
+    drain.add_argument("id")
+    drain.add_argument("--undo", action="store_true")
+
+    sub.add_parser("models", help="models, which backends serve them, capabilities")
+    sub.add_parser("health", help="is the daemon up, and how are its backends")
 
     config = sub.add_parser("config", help="create, check or show the configuration")
     csub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -31,20 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("path", nargs="?", help="file to load (default: the active config)")
     show.add_argument("--json", action="store_true", help="JSON with the source of each value")
 
+    comp = sub.add_parser("completions", help="shell completion script for nexus and nexusctl")
+    comp.add_argument("shell", choices=["bash", "zsh", "fish"])
+
+    service = sub.add_parser("service", help="run Nexus as a user service (systemd / launchd)")
+    ssub = service.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
-        ("health", "show the running daemon's health"),
-        ("models", "list the models the running daemon can serve"),
+        ("install", "write the unit / agent and say how to enable it"),
+        ("uninstall", "stop and remove it"),
+        ("status", "is it installed"),
     ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--url", default=None, help="daemon URL (default http://127.0.0.1:8000)")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        sp = ssub.add_parser(name, help=text)
+        sp.add_argument(
+            "--kind",
+            choices=["systemd", "launchd"],
+            help="default: launchd on macOS, systemd elsewhere",
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _enable_completion(parser)
+    args = parser.parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
+        parser.print_help()
         return 2
     if args.command == "serve":
         return serve(args)
@@ -56,9 +90,133 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "validate":
             return config_cmd.validate(args.path)
         return config_cmd.show(args.path, args.json)
-    from nexus_cli import view
+    if args.command == "completions":
+        import argcomplete
 
-    return view.run(args.command, args.url, args.json)
+        print(argcomplete.shellcode(["nexus", "nexusctl"], shell=args.shell))
+        return 0
+    if args.command == "service":
+        from nexus_cli import service
+
+        action = {
+            "install": lambda: service.install(args.kind, []),
+            "uninstall": lambda: service.uninstall(args.kind),
+            "status": lambda: service.status(args.kind),
+        }[args.action]
+        return action()
+    return _talk_to_daemon(args)
+
+
+def _enable_completion(parser: argparse.ArgumentParser) -> None:
+    """Tab completion (argcomplete); a no-op unless the shell is asking for completions."""
+    import os
+
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+
+
+def _talk_to_daemon(args: argparse.Namespace) -> int:
+    from nexus_cli.render import table
+    from nexusd.control.client import ControlClient, ControlError
+
+    try:
+        with ControlClient(args.socket) as client:
+            if args.command == "backends":
+                return _backends(args, client, table)
+            if args.command == "models":
+                return _models(client, table)
+            status = client.status()
+            backends = client.backends()
+            _health(status, backends)
+            return 0
+    except ControlError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _backends(args: argparse.Namespace, client: Any, table: Any) -> int:
+    action = args.action or "list"
+    if action == "add":
+        b = client.add_backend(args.url, type=args.type_, name=args.name, priority=args.priority)
+        print(f"Added backend '{b['name']}' ({b['type']}) at {b['url']} — saved to the config")
+        return 0
+    if action == "remove":
+        client.remove_backend(args.id)
+        print(f"Removed backend '{args.id}'")
+        return 0
+    if action == "drain":
+        b = client.patch_backend(args.id, drain=not args.undo)
+        print(f"Backend '{b['id']}' is now {b['status']}")
+        return 0
+    rows = [
+        {
+            **b,
+            "models": len(b["models"]),
+            "latency": f"{b['latency_ema_ms']:.0f}ms" if b["latency_ema_ms"] is not None else None,
+        }
+        for b in client.backends()
+    ]
+    table(rows, ("id", "type", "source", "status", "models", "pending", "latency", "url"))
+    return 0
+
+
+def _models(client: Any, table: Any) -> int:
+    rows = []
+    for m in client.models():
+        serving = m["backends"]
+        rows.append(
+            {
+                "model": m["id"],
+                "backends": [
+                    b["name"] if b["routable"] else f"{b['name']}({b['status']})" for b in serving
+                ],
+                "context": max(b["context_length"] for b in serving),
+                "capabilities": {
+                    k: any(b["capabilities"][k] for b in serving)
+                    for k in ("vision", "tools", "json_mode", "embeddings")
+                },
+                "aliases": m["aliases"],
+            }
+        )
+    table(rows, ("model", "backends", "context", "capabilities", "aliases"))
+    return 0
+
+
+def _health(status: dict[str, Any], backends: list[dict[str, Any]]) -> None:
+    counts = status["counts"]
+    state = (
+        "healthy"
+        if counts["backends"] and counts["healthy"] == counts["backends"]
+        else "degraded"
+        if counts["healthy"]
+        else "unhealthy"
+    )
+    uptime = int(status["uptime_seconds"])
+    hours, rest = divmod(uptime, 3600)
+    minutes, seconds = divmod(rest, 60)
+    print(
+        f"Status:   {state}\nVersion:  {status['version']}\n"
+        f"Uptime:   {f'{hours}h ' if hours else ''}{f'{minutes}m ' if minutes or hours else ''}"
+        f"{seconds}s\nAPI:      {status['listeners']['api']}\n"
+        f"Backends: {counts['healthy']}/{counts['backends']} healthy\n"
+        f"Models:   {counts['models']} available"
+    )
+    icons = {
+        "healthy": "✓",
+        "unhealthy": "✗",
+        "unknown": "?",
+        "loading": "…",
+        "draining": "~",
+        "disabled": "-",
+    }
+    for b in backends:
+        error = f" — {b['last_error']}" if b["last_error"] and b["status"] != "healthy" else ""
+        print(
+            f"  {icons.get(b['status'], '?')} {b['name']} ({b['type']}) "
+            f"{len(b['models'])} models{error}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,15 +45,18 @@ class DaemonThread:
     ) -> None:
         data = merge(TEST_DEFAULTS, config or {})
         cfg, warnings, sources = parse_config(data, env={})
+        # short: Unix socket paths are limited to ~104 bytes
+        workdir = Path(tempfile.mkdtemp(prefix="nx-", dir="/tmp"))
+        self.control_path = workdir / "nexusd.sock"
+        # edits made through the control API land in this file (absent until the first one)
+        self.config_path = config_path or workdir / "nexus.toml"
         self.loaded = LoadedConfig(
             cfg,
-            path=__import__("pathlib").Path("/nonexistent"),
-            file_exists=False,
+            path=self.config_path,
+            file_exists=self.config_path.exists(),
             warnings=warnings,
             sources=sources,
         )
-        # short: Unix socket paths are limited to ~104 bytes
-        self.control_path = Path(tempfile.mkdtemp(prefix="nx-", dir="/tmp")) / "nexusd.sock"
         self.loop = asyncio.new_event_loop()
         self._ready: Future[Daemon] = Future()
         self._thread = threading.Thread(target=self._main, name="nexusd-test", daemon=True)
