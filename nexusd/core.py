@@ -14,18 +14,26 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from nexusd import paths
 from nexusd.backends.factory import create_agent
 from nexusd.backends.upstream import Timeouts
 from nexusd.config.loader import LoadedConfig, backend_id
 from nexusd.config.schema import BackendConfig, NexusConfig
 from nexusd.config.store import ConfigStore
 from nexusd.discovery.probe import LocalProbe
+from nexusd.errors import NexusError
 from nexusd.events import EventBus
 from nexusd.health import HealthChecker
+from nexusd.history import History
+from nexusd.logs import log_completion
+from nexusd.metrics import Metrics
 from nexusd.proxy import Proxy
+from nexusd.records import RequestRecord
 from nexusd.registry import Backend, Registry, normalise_url
-from nexusd.routing.decisions import DecisionLog
+from nexusd.routing.decisions import DecisionLog, RequestTrace
+from nexusd.routing.intent import Requirements
 from nexusd.routing.pipeline import Pipeline
+from nexusd.stats import Stats
 from nexusd.tasks import supervise
 from nexusd.types import DiscoverySource, PrivacyZone
 
@@ -43,7 +51,15 @@ class Nexus:
         self.registry = Registry(self.bus)
         self.pipeline = Pipeline(self.registry, cfg.routing)
         self.decisions = DecisionLog(cfg.routing.decision_history)
-        self.health = HealthChecker(self.registry, cfg.health_check)
+        self.metrics = Metrics(self.registry)
+        self.stats = Stats()
+        self.history = History(
+            paths.state_dir() / "history.sqlite3" if cfg.history.enabled else None,
+            cfg.history.retention_days,
+        )
+        self.health = HealthChecker(
+            self.registry, cfg.health_check, on_probe=self.metrics.observe_probe
+        )
         self.probe = LocalProbe(self)
         self.proxy = Proxy(self)
         s = cfg.server
@@ -81,6 +97,7 @@ class Nexus:
         # no per-host limit: local servers queue themselves; limits belong to routing
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector)
+        await self.history.start()
         for bc in self.config.backends:
             self.add_backend(backend_from_config(bc), check=False)
         if self.config.health_check.enabled:
@@ -101,6 +118,7 @@ class Nexus:
         self._tasks.clear()
         if self._http is not None:
             await self._http.close()
+        await self.history.stop()
 
     def add_backend(self, backend: Backend, *, check: bool = True) -> Backend:
         backend.agent = create_agent(backend, self.http, self.timeouts)
@@ -201,14 +219,36 @@ class Nexus:
     def request_started(self) -> None:
         self.inflight += 1
 
-    def request_finished(self, request_id: str | None = None) -> None:
+    def request_finished(self, trace: RequestTrace) -> None:
+        """The one hand-off at the end of every request: record → metrics, stats, history,
+        the completion log line and the event bus."""
         self.inflight -= 1
-        if request_id is not None and self.bus.has_subscribers:
-            trace = self.decisions.get(request_id)
-            if trace is not None:
-                self.bus.publish("request.completed", trace.summary())
         if self.inflight <= 0 and self.shutting_down:
             self._idle.set()
+        latency_ms = (time.perf_counter() - trace.started_perf) * 1000
+        record = RequestRecord.from_trace(trace, latency_ms)
+        self.metrics.observe(record)
+        self.stats.observe(record)
+        self.history.add(record)
+        log_completion(record, trace.prompt_preview)
+        if self.bus.has_subscribers:
+            self.bus.publish("request.completed", record.to_json())
+
+    def finish_request(
+        self, request_id: str, started: float, model: object, error: NexusError | None
+    ) -> None:
+        """End of a request answered without a stream (success, routing error, bad input)."""
+        trace = self.decisions.get(request_id)
+        if trace is None:  # refused before routing (bad body, shutting down)
+            name = model if isinstance(model, str) else ""
+            trace = RequestTrace(
+                request_id, name, name, [], Requirements(), False, started_perf=started
+            )
+            trace.outcome = "error"
+            if error is not None:
+                trace.status, trace.error = error.status, error.message
+                trace.error_type = error.error_type
+        self.request_finished(trace)
 
     async def drain(self, timeout: float) -> bool:
         """Refuse new requests, let in-flight ones finish; past ``timeout`` end open streams.

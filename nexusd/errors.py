@@ -33,12 +33,15 @@ class NexusError(Exception):
         param: str | None = None,
         context: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        error_type: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.context = context
         self.headers = headers or {}
+        #: the ``error_type`` label of ``nexus_errors_total``
+        self.error_type = error_type or self.code or "internal_error"
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {

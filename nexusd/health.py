@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from nexusd.backends.base import ProbeResult
 from nexusd.config.schema import HealthCheckConfig
@@ -30,9 +31,15 @@ _UNHEALTHY = BackendStatus.UNHEALTHY
 
 
 class HealthChecker:
-    def __init__(self, registry: Registry, config: HealthCheckConfig) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        config: HealthCheckConfig,
+        on_probe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.config = config
+        self.on_probe = on_probe
         self._wake = asyncio.Event()
         self._checks: dict[str, asyncio.Task[None]] = {}
         self.cycles = 0
@@ -95,6 +102,8 @@ class HealthChecker:
         if result.status is _HEALTHY:
             if result.latency_ms is not None:
                 backend.note_latency(result.latency_ms)
+                if self.on_probe is not None:
+                    self.on_probe(backend.id, result.latency_ms / 1000)
             if result.models is not None:
                 self.registry.set_models(backend, result.models)
             self._success(backend)

@@ -1,18 +1,29 @@
-"""Logging setup: stdlib logging, ``pretty`` for people or ``json`` (one object per line).
+"""Logging (F11): stdlib logging, ``pretty`` for people or ``json`` (one object per line).
 
-Per-component levels map ``[logging.component_levels] routing = "debug"`` to the logger
-``nexus.routing``. Formatting work happens only for records that pass the level filter.
+- Per-component levels: ``[logging.component_levels] routing = "debug"`` sets the logger
+  ``nexus.routing``; changeable at runtime through the control API.
+- One completion record per request on ``nexus.requests`` with typed fields (numbers stay
+  numbers, ``stream`` is a boolean); built only if that level is enabled.
+- Under journald (``JOURNAL_STREAM`` matches stderr) lines are plain text with a syslog
+  priority prefix (``<6>``), since journald adds its own timestamps.
+- Secrets never appear: bearer tokens and ``sk-…`` keys are masked in every line, and the
+  prompt preview exists only with ``enable_content_logging``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexusd.config.schema import LogFormat, LoggingConfig
+
+if TYPE_CHECKING:
+    from nexusd.records import RequestRecord
 
 _LEVELS = {
     "trace": logging.DEBUG,
@@ -23,14 +34,35 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_SECRET = re.compile(r"(Bearer\s+)[^\s\"',]+|\b(sk|nx)-[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
+_SYSLOG = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+PREVIEW_CHARS = 100
+
+request_log = logging.getLogger("nexus.requests")
+
+
+def redact(text: str) -> str:
+    if "earer" not in text and "sk-" not in text and "nx-" not in text:
+        return text
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+
+
+def _timestamp(created: float) -> str:
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{whole}.{int((created % 1) * 1_000_000):06d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs * 1000):06d}Z",
+            "timestamp": _timestamp(record.created),
             "level": record.levelname,
             "target": record.name,
             "message": record.getMessage(),
@@ -40,7 +72,37 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
+
+
+class PrettyFormatter(logging.Formatter):
+    def __init__(self, journald: bool = False) -> None:
+        fmt = (
+            "%(name)s: %(message)s"
+            if journald
+            else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        )
+        super().__init__(fmt, "%H:%M:%S")
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = redact(super().format(record))
+        if self.journald:
+            return f"<{_SYSLOG.get(record.levelno, 6)}>{line}"
+        return line
+
+
+def under_journald(stream: Any) -> bool:
+    """systemd sets JOURNAL_STREAM=<dev>:<inode> of the journal socket it gave us."""
+    value = os.environ.get("JOURNAL_STREAM")
+    if not value:
+        return False
+    try:
+        dev, inode = (int(x) for x in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, inode)
 
 
 def level_of(name: str) -> int:
@@ -48,23 +110,92 @@ def level_of(name: str) -> int:
 
 
 def setup_logging(config: LoggingConfig, stream: Any = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
     if config.format is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(PrettyFormatter(journald=under_journald(stream)))
     root = logging.getLogger("nexus")
     root.handlers[:] = [handler]
-    root.setLevel(level_of(config.level.value))
     root.propagate = False
     apply_levels(config)
+    if config.enable_content_logging:
+        root.warning(
+            "content logging is enabled: request logs include a prompt preview "
+            "(may contain sensitive data; use only for debugging)"
+        )
 
 
-def apply_levels(config: LoggingConfig) -> None:
-    """(Re)apply the global and per-component levels; used at start and on reload."""
+def apply_levels(config: LoggingConfig, previous: LoggingConfig | None = None) -> None:
+    """(Re)apply the global and per-component levels; used at start, reload and by the API."""
     logging.getLogger("nexus").setLevel(level_of(config.level.value))
+    if previous is not None:
+        for component in previous.component_levels.keys() - config.component_levels.keys():
+            logging.getLogger(_logger_name(component)).setLevel(logging.NOTSET)
     for component, level in config.component_levels.items():
-        name = component if component.startswith("nexus.") else f"nexus.{component}"
-        logging.getLogger(name).setLevel(level_of(level))
+        logging.getLogger(_logger_name(component)).setLevel(level_of(level))
+
+
+def _logger_name(component: str) -> str:
+    return component if component.startswith("nexus.") else f"nexus.{component}"
+
+
+def prompt_preview(body: dict[str, Any]) -> str | None:
+    """First message's text, at most 100 characters (+ "...")."""
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+        if isinstance(content, str) and content:
+            return content if len(content) <= PREVIEW_CHARS else content[:PREVIEW_CHARS] + "..."
+    return None
+
+
+def log_completion(rec: RequestRecord, preview: str | None = None) -> None:
+    """Exactly one record per request: INFO on success, WARNING on failure."""
+    level = logging.INFO if rec.ok else logging.WARNING
+    if not request_log.isEnabledFor(level):
+        return
+    fields: dict[str, Any] = {
+        "request_id": rec.request_id,
+        "model": rec.requested_model,
+        "actual_model": rec.served_model,
+        "backend": rec.backend or "none",
+        "backend_type": rec.backend_type,
+        "status": rec.status,
+        "status_code": rec.status_code,
+        "latency_ms": rec.latency_ms,
+        "ttft_ms": rec.ttft_ms,
+        "overhead_ms": rec.overhead_ms,
+        "tokens_prompt": rec.prompt_tokens,
+        "tokens_completion": rec.completion_tokens,
+        "tokens_total": rec.total_tokens,
+        "stream": rec.stream,
+        "route_reason": rec.route_reason,
+        "retry_count": rec.retries,
+        "fallback_chain": ",".join(rec.failed_backends),
+        "fallback_model": rec.fallback_model,
+        "error_type": rec.error_type,
+        "error_message": rec.error,
+    }
+    if preview is not None:
+        fields["prompt_preview"] = preview
+    target = f" → {rec.served_model}@{rec.backend_name}" if rec.backend_name else ""
+    request_log.log(
+        level,
+        "%s %s%s %d %.1fms%s",
+        "stream" if rec.stream else "chat",
+        rec.requested_model,
+        target,
+        rec.status_code,
+        rec.latency_ms,
+        f" ({rec.error})" if rec.error else "",
+        extra=fields,
+    )

@@ -38,6 +38,7 @@ from nexusd.errors import (
     UpstreamFailed,
     UpstreamTimedOut,
 )
+from nexusd.logs import prompt_preview
 from nexusd.registry import Backend
 from nexusd.routing.aliases import resolve_alias
 from nexusd.routing.decisions import Attempt, RequestTrace
@@ -107,30 +108,35 @@ class Proxy:
         stream = body.get("stream") is True
         resolved, hops = resolve_alias(self.config.aliases, requested)
         intent = RoutingIntent(request_id, requested, requirements_of(body), stream)
-        trace = RequestTrace(request_id, requested, resolved, hops, intent.requirements, stream)
+        trace = RequestTrace(
+            request_id, requested, resolved, hops, intent.requirements, stream, started_perf=started
+        )
+        if self.core.config.logging.enable_content_logging:
+            trace.prompt_preview = prompt_preview(body)
         self.core.decisions.add(trace)
         try:
             success = await self._try_chain(intent, trace, body, raw, client_auth, resolved)
         except NexusError as exc:
             trace.status, trace.error, trace.outcome = exc.status, exc.message, "error"
+            trace.error_type = exc.error_type
             exc.headers.setdefault("X-Nexus-Request-Id", request_id)
             raise
         if isinstance(success, Completed):  # a 4xx passed through
             trace.status, trace.outcome = success.status, "passed_through"
+            trace.error_type = "upstream_client_error"
+            trace.error = success.body[:300].decode("utf-8", "replace")
             success.headers["X-Nexus-Request-Id"] = request_id
             return success
         backend, model = success.backend, success.model
         trace.backend, trace.served_model = backend.id, model
+        trace.backend_name, trace.backend_type = backend.name, backend.kind
         if model != resolved:
             trace.fallback_model = model
         elapsed = time.perf_counter() - started
+        trace.ttft_ms = elapsed * 1000
+        trace.overhead_ms = (elapsed - success.upstream_s) * 1000
         headers = self._headers(
-            request_id,
-            backend,
-            model != resolved,
-            success.attempt_index,
-            model,
-            elapsed - success.upstream_s,
+            request_id, backend, model != resolved, success.attempt_index, model, trace.overhead_ms
         )
         if stream:
             relay = StreamRelay(self.core, backend, success.result, trace)
@@ -138,6 +144,7 @@ class Proxy:
         backend.total_requests += 1
         trace.status, trace.outcome = 200, "ok"
         reply = success.result
+        trace.prompt_tokens, trace.completion_tokens = usage_of(reply.body)
         return Completed(reply.status, reply.body, reply.content_type, headers)
 
     def dry_run(self, requested: str, requirements: Requirements) -> dict[str, Any]:
@@ -237,6 +244,9 @@ class Proxy:
                             took * 1000,
                         )
                     )
+                    self.core.metrics.observe_attempt_failure(
+                        attempt_error_type(exc), intent.requested_model
+                    )
                     self._note_failure(backend, exc, model)
                     intent.excluded.add(backend.id)
                     last_error = (backend, exc)
@@ -250,6 +260,7 @@ class Proxy:
                 backend.note_latency(took * 1000)
                 self.core.health.note_passive_success(backend)
                 trace.attempts.append(Attempt(backend.id, model, "ok", None, 200, took * 1000))
+                trace.route_reason = decision.reason
                 return _Success(backend, model, attempt_index, upstream_s + took, result)
         raise self._exhausted(intent, trace, chain, last_error)
 
@@ -274,7 +285,8 @@ class Proxy:
             what = f"{tried} attempt{'s' if tried != 1 else ''} failed"
             if isinstance(exc, UpstreamTimeout):
                 return UpstreamTimedOut(
-                    f"Backend '{backend.name}' timed out ({exc.message}); {what}"
+                    f"Backend '{backend.name}' timed out ({exc.message}); {what}",
+                    error_type="timeout",
                 )
             if isinstance(exc, UpstreamHTTPError) and exc.status == 429:
                 headers = {"Retry-After": exc.retry_after} if exc.retry_after else {}
@@ -282,9 +294,13 @@ class Proxy:
                     f"Every backend for '{chain[0]}' is rate limited ({what}); retry later",
                     context=self._context(trace),
                     headers=headers,
+                    error_type="rate_limited",
                 )
                 return err
-            return UpstreamFailed(f"Backend '{backend.name}' failed: {exc.message} ({what})")
+            return UpstreamFailed(
+                f"Backend '{backend.name}' failed: {exc.message} ({what})",
+                error_type="backend_error",
+            )
         if not any(step.model_known for step in trace.steps):
             return self._not_found(intent.requested_model, chain)
         if any(step.outcome is Outcome.QUEUE for step in trace.steps):
@@ -292,10 +308,12 @@ class Proxy:
                 f"All capable backends for '{chain[0]}' are at capacity; retry shortly",
                 context=self._context(trace),
                 headers={"Retry-After": "1"},
+                error_type="capacity",
             )
         reasons = "; ".join(
             f"{r.backend}: {r.reason}" for step in trace.steps for r in step.rejections
         )
+        error_type = "fallback_exhausted" if len(chain) > 1 else "no_healthy_backend"
         if len(chain) > 1:
             message = (
                 f"Fallback chain exhausted for model '{chain[0]}' "
@@ -305,7 +323,7 @@ class Proxy:
             message = f"No healthy backend available for model '{chain[0]}'"
         if reasons:
             message += f": {reasons}"
-        return ServiceUnavailable(message, context=self._context(trace))
+        return ServiceUnavailable(message, context=self._context(trace), error_type=error_type)
 
     def _context(self, trace: RequestTrace) -> dict[str, Any]:
         return {
@@ -331,7 +349,7 @@ class Proxy:
         fallback: bool,
         attempt_index: int,
         model: str,
-        overhead_s: float,
+        overhead_ms: float,
     ) -> dict[str, str]:
         headers = {
             "X-Nexus-Request-Id": request_id,
@@ -339,11 +357,52 @@ class Proxy:
             "X-Nexus-Backend-Type": backend.kind,
             "X-Nexus-Route-Reason": "failover" if fallback or attempt_index else "capability-match",
             "X-Nexus-Privacy-Zone": backend.zone.value,
-            "X-Nexus-Overhead-Ms": f"{max(overhead_s, 0.0) * 1000:.2f}",
+            "X-Nexus-Overhead-Ms": f"{max(overhead_ms, 0.0):.2f}",
         }
         if fallback:
             headers["X-Nexus-Fallback-Model"] = model
         return headers
+
+
+def attempt_error_type(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamHTTPError) and exc.status == 429:
+        return "rate_limited"
+    return "backend_error"
+
+
+def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def usage_of(body: bytes) -> tuple[int | None, int | None]:
+    """Token counts from a non-streaming answer (the one place its body is parsed)."""
+    if b'"usage"' not in body:
+        return None, None
+    try:
+        return _tokens(json.loads(body).get("usage"))
+    except (ValueError, AttributeError):
+        return None, None
+
+
+def stream_usage(events: bytes) -> tuple[int | None, int | None]:
+    """Token counts from the stream event that carries ``usage`` (include_usage)."""
+    for line in events.split(b"\n"):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                found = _tokens(json.loads(line[5:]).get("usage"))
+            except (ValueError, AttributeError):
+                continue
+            if found != (None, None):
+                return found
+    return None, None
 
 
 def _with_model(body: dict[str, Any], model: str) -> bytes:
@@ -384,6 +443,7 @@ class StreamRelay:
 
     async def _events(self) -> AsyncIterator[bytes]:
         framer = SSEFramer()
+        trace = self.trace
         try:
             out = framer.feed(self.upstream.first)
             if out:
@@ -391,9 +451,13 @@ class StreamRelay:
             async for chunk in self.upstream.chunks():
                 out = framer.feed(chunk)
                 if out:
+                    if b'"usage"' in out:  # only the final chunk(s) carry it: cheap test
+                        trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
                     yield out
             tail = framer.flush()
             if tail:
+                if b'"usage"' in tail:
+                    trace.prompt_tokens, trace.completion_tokens = stream_usage(tail)
                 yield tail
             self.close("ok")
         except UpstreamError as exc:
@@ -405,14 +469,14 @@ class StreamRelay:
                 if exc.counts_against_backend:
                     self.core.health.note_passive_failure(self.backend, exc.message)
             log.warning("stream %s ended early: %s", self.trace.request_id, message)
-            self.close("error", message)
+            self.close("error", message, "stream_interrupted")
             yield error_event(message)
             return
         finally:
             # normal ends closed already; this catches cancellation and generator close
             self.close("client_disconnected")
 
-    def close(self, outcome: str, error: str | None = None) -> None:
+    def close(self, outcome: str, error: str | None = None, error_type: str | None = None) -> None:
         """Idempotent; synchronous so it can also run from ``__del__``."""
         if self._closed:
             return
@@ -426,7 +490,11 @@ class StreamRelay:
         trace.status = 200
         if outcome == "ok":
             self.backend.total_requests += 1
-        self.core.request_finished(trace.request_id)
+        elif outcome == "client_disconnected":
+            trace.error_type = "client_disconnected"
+        else:
+            trace.error_type = error_type
+        self.core.request_finished(trace)
 
     def __del__(self) -> None:
         if not self._closed:

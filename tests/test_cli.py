@@ -105,16 +105,6 @@ def test_unknown_key_is_a_warning_not_an_error(tmp_path: Path) -> None:
     assert "unknown key 'server.hots' ignored; did you mean 'host'?" in result.stderr
 
 
-def test_clients_say_plainly_when_no_daemon_runs() -> None:
-    dead = "http://127.0.0.1:9"  # discard port: nothing answers
-    human = run("nexus_cli.main", "health", "--url", dead)
-    assert human.returncode == 3 and "nexus serve" in human.stderr
-    scripted = run("nexus_cli.ctl", "--url", dead, "models")
-    assert scripted.returncode == 3 and "nexus serve" in scripted.stderr
-    usage = run("nexus_cli.ctl", "bogus")
-    assert usage.returncode == 2
-
-
 def test_busy_port_names_the_fix(tmp_path: Path) -> None:
     import socket
 

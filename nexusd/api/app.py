@@ -8,10 +8,12 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexusd import __version__
-from nexusd.api.errors import error_response, install_error_handlers
+from nexusd.api.errors import error_response, install_error_handlers, too_large
 from nexusd.errors import InvalidRequest, ModelNotFound, NexusError, ServiceUnavailable
+from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from nexusd.proxy import Streaming
 from nexusd.routing.aliases import resolve_alias
 from nexusd.types import BackendStatus
@@ -39,17 +41,24 @@ def create_app(core: Nexus) -> Quart:
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
         started = time.perf_counter()
-        if core.shutting_down:
-            raise ServiceUnavailable(
-                "Nexus is shutting down; retry against the next instance",
-                headers={"Retry-After": "5"},
-            )
-        raw = await request.get_data(cache=False)
-        body = parse_chat_body(raw)
         request_id = str(uuid.uuid4())
         core.request_started()
         handed_over = False
+        model: object = None
+        failure: NexusError | None = None
         try:
+            if core.shutting_down:
+                raise ServiceUnavailable(
+                    "Nexus is shutting down; retry against the next instance",
+                    headers={"Retry-After": "5"},
+                    error_type="shutting_down",
+                )
+            try:
+                raw = await request.get_data(cache=False)
+            except RequestEntityTooLarge:
+                raise too_large(server.max_body_bytes) from None
+            body = parse_chat_body(raw)
+            model = body["model"]
             result = await core.proxy.chat(
                 body, raw, request.headers.get("Authorization"), request_id, started
             )
@@ -69,12 +78,28 @@ def create_app(core: Nexus) -> Quart:
                     content_type=result.content_type,
                 )
         except NexusError as err:
+            failure = err
+            err.headers.setdefault("X-Nexus-Request-Id", request_id)
             return error_response(err)
         finally:
             if not handed_over:
-                core.request_finished(request_id)
+                core.finish_request(request_id, started, model, failure)
         response.timeout = None
         return response
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        response = Response(core.metrics.render(), 200, content_type=METRICS_CONTENT_TYPE)
+        response.timeout = None
+        return response
+
+    @app.get("/v1/stats")
+    async def stats() -> Response:
+        return _json(core.stats.snapshot(core.registry, core.uptime_seconds))
+
+    @app.get("/v1/history")
+    async def history() -> Response:
+        return _json([r.to_json() for r in core.history.recent(100)])
 
     @app.get("/v1/models")
     async def list_models() -> Response:

@@ -27,6 +27,12 @@ def error_response(err: NexusError) -> Response:
     return response
 
 
+def too_large(max_body_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Request body is larger than the {max_body_bytes:,} byte limit (server.max_body_bytes)"
+    )
+
+
 def install_error_handlers(app: Quart, max_body_bytes: int) -> None:
     @app.errorhandler(NexusError)
     async def nexus_error(err: NexusError) -> Response:
@@ -47,10 +53,7 @@ def install_error_handlers(app: Quart, max_body_bytes: int) -> None:
                 + (f"; use {allowed}" if allowed else "")
             )
         elif err.code == 413:
-            mapped = PayloadTooLarge(
-                f"Request body is larger than the {max_body_bytes:,} byte limit "
-                "(server.max_body_bytes)"
-            )
+            mapped = too_large(max_body_bytes)
         else:
             mapped = InvalidRequest(err.description or str(err))
             mapped.status = err.code or 400  # type: ignore[misc]

@@ -345,6 +345,10 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
     for i, b in enumerate(cfg.backends):
         _check_backend(i, b, seen, errors)
 
+    if cfg.history.retention_days <= 0:
+        errors.append(
+            f"history.retention_days: {cfg.history.retention_days} must be greater than 0"
+        )
     for component, level in cfg.logging.component_levels.items():
         if level.lower() not in VALID_LEVELS:
             errors.append(

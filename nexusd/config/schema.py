@@ -118,6 +118,12 @@ class BackendConfig:
 
 
 @dataclass(slots=True)
+class HistoryConfig:
+    enabled: bool = True
+    retention_days: float = 30.0
+
+
+@dataclass(slots=True)
 class LoggingConfig:
     level: LogLevel = LogLevel.INFO
     format: LogFormat = LogFormat.PRETTY
@@ -132,4 +138,5 @@ class NexusConfig:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     backends: list[BackendConfig] = field(default_factory=list)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

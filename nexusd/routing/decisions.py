@@ -47,11 +47,22 @@ class RequestTrace:
     steps: list[Decision] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     backend: str | None = None
+    backend_name: str | None = None
+    backend_type: str | None = None
     served_model: str | None = None
     fallback_model: str | None = None
+    route_reason: str | None = None
     status: int | None = None
     error: str | None = None
+    error_type: str | None = None
     outcome: str = "in_progress"
+    # timings and usage, filled by the proxy
+    started_perf: float = 0.0
+    ttft_ms: float | None = None
+    overhead_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_preview: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The short form for live views: no pipeline details."""
@@ -82,8 +93,10 @@ class RequestTrace:
             "backend": self.backend,
             "served_model": self.served_model,
             "fallback_model": self.fallback_model,
+            "route_reason": self.route_reason,
             "status": self.status,
             "error": self.error,
+            "error_type": self.error_type,
             "outcome": self.outcome,
         }
 

@@ -1,0 +1,220 @@
+"""Request history: a ring in memory for live views, SQLite on disk for the long run.
+
+Writes never touch the event loop: records go onto a queue that one writer thread drains in
+batches (one transaction per batch, WAL journal), so 10,000 records in a burst cost the
+request path an ``append`` each. A crash loses at most the last batch window
+(``FLUSH_SECONDS``). Old rows are deleted past ``retention_days``. The schema is versioned
+with ``PRAGMA user_version`` so later migrations know where they start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from nexusd.records import RequestRecord
+
+log = logging.getLogger("nexus.history")
+
+SCHEMA_VERSION = 1
+FLUSH_SECONDS = 0.5
+BATCH = 1000
+RING = 1000
+COLUMNS = (
+    "request_id",
+    "time",
+    "requested_model",
+    "served_model",
+    "backend",
+    "backend_name",
+    "backend_type",
+    "status",
+    "status_code",
+    "latency_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "stream",
+    "route_reason",
+    "retries",
+    "fallback_model",
+    "outcome",
+    "error_type",
+    "error",
+    "failed_backends",
+)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY, time REAL NOT NULL, requested_model TEXT NOT NULL,
+    served_model TEXT, backend TEXT, backend_name TEXT, backend_type TEXT, status TEXT NOT NULL,
+    status_code INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL, overhead_ms REAL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, stream INTEGER NOT NULL,
+    route_reason TEXT, retries INTEGER NOT NULL, fallback_model TEXT, outcome TEXT NOT NULL,
+    error_type TEXT, error TEXT, failed_backends TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
+CREATE INDEX IF NOT EXISTS requests_model_time ON requests(served_model, time);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+_INSERT = (
+    f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES "
+    f"({', '.join('?' for _ in COLUMNS)})"
+)
+
+
+def _row(rec: RequestRecord) -> tuple[Any, ...]:
+    values = [getattr(rec, c) for c in COLUMNS[:-1]]
+    values[COLUMNS.index("stream")] = int(rec.stream)
+    return (*values, json.dumps(list(rec.failed_backends)))
+
+
+def _record(row: sqlite3.Row) -> RequestRecord:
+    data = dict(row)
+    data["stream"] = bool(data["stream"])
+    data["failed_backends"] = tuple(json.loads(data["failed_backends"]))
+    return RequestRecord(**data)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} was written by a newer Nexus (schema {version})")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+class History:
+    def __init__(self, path: Path | None, retention_days: float = 30.0) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self.ring: deque[RequestRecord] = deque(maxlen=RING)
+        self._queue: queue.SimpleQueue[RequestRecord | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.write_errors = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.path is None:
+            return
+        try:
+            recent = await asyncio.to_thread(self._load_recent, RING)
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            log.error("request history disabled: cannot open %s: %s", self.path, exc)
+            self.path = None
+            return
+        self.ring.extend(recent)
+        self._thread = threading.Thread(target=self._writer, name="nexus-history", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join, 10)
+            self._thread = None
+
+    # --- hot path ------------------------------------------------------------------------
+
+    def add(self, rec: RequestRecord) -> None:
+        self.ring.append(rec)
+        if self._thread is not None:
+            self._queue.put(rec)
+
+    def recent(self, limit: int = 100) -> list[RequestRecord]:
+        """Newest last, like the reference's ``/v1/history``."""
+        if limit >= len(self.ring):
+            return list(self.ring)
+        return list(self.ring)[-limit:]
+
+    # --- disk ----------------------------------------------------------------------------
+
+    def _load_recent(self, limit: int) -> list[RequestRecord]:
+        assert self.path is not None
+        conn = connect(self.path)
+        try:
+            rows = conn.execute(
+                "SELECT * FROM requests ORDER BY time DESC LIMIT ?", (limit,)
+            ).fetchall()
+        finally:
+            conn.close()
+        return [_record(r) for r in reversed(rows)]
+
+    async def query(self, since: float = 0.0, limit: int = 1000) -> list[RequestRecord]:
+        """Read persisted records (for analysis), off the event loop."""
+        if self.path is None:
+            return list(self.ring)[-limit:]
+
+        def read() -> list[RequestRecord]:
+            assert self.path is not None
+            conn = connect(self.path)
+            try:
+                rows = conn.execute(
+                    "SELECT * FROM requests WHERE time >= ? ORDER BY time DESC LIMIT ?",
+                    (since, limit),
+                ).fetchall()
+            finally:
+                conn.close()
+            return [_record(r) for r in reversed(rows)]
+
+        return await asyncio.to_thread(read)
+
+    def _writer(self) -> None:
+        assert self.path is not None
+        conn = connect(self.path)
+        last_prune = 0.0
+        try:
+            while True:
+                first = self._queue.get()
+                batch = [] if first is None else [first]
+                deadline = time.monotonic() + FLUSH_SECONDS
+                stop = first is None
+                while not stop and len(batch) < BATCH:
+                    try:
+                        item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._write(conn, batch)
+                if time.monotonic() - last_prune > 3600:
+                    self._prune(conn)
+                    last_prune = time.monotonic()
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[RequestRecord]) -> None:
+        try:
+            with conn:
+                conn.executemany(_INSERT, [_row(r) for r in batch])
+            self.written += len(batch)
+        except sqlite3.Error as exc:  # disk full, locked…: keep serving, say so
+            self.write_errors += len(batch)
+            log.error("could not persist %d request records: %s", len(batch), exc)
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        cutoff = time.time() - self.retention_days * 86400
+        try:
+            with conn:
+                conn.execute("DELETE FROM requests WHERE time < ?", (cutoff,))
+        except sqlite3.Error as exc:
+            log.error("could not prune request history: %s", exc)

@@ -1,0 +1,123 @@
+"""Live request statistics for ``/v1/stats`` — real numbers, updated per record in O(1).
+
+Percentiles come from a bounded window of recent latencies per backend (the last 1,000),
+computed only when someone asks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nexusd.records import RequestRecord
+    from nexusd.registry import Registry
+
+WINDOW = 1000
+
+
+@dataclass(slots=True)
+class _BackendStats:
+    requests: int = 0
+    errors: int = 0
+    latency_sum_ms: float = 0.0
+    ttft_sum_ms: float = 0.0
+    ttft_count: int = 0
+    recent_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+
+@dataclass(slots=True)
+class _ModelStats:
+    requests: int = 0
+    errors: int = 0
+    duration_sum_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.total = 0
+        self.success = 0
+        self.errors = 0
+        self.backends: dict[str, _BackendStats] = {}
+        self.models: dict[str, _ModelStats] = {}
+
+    def observe(self, rec: RequestRecord) -> None:
+        self.total += 1
+        if rec.ok:
+            self.success += 1
+        else:
+            self.errors += 1
+        if rec.backend is not None:
+            b = self.backends.get(rec.backend)
+            if b is None:
+                b = self.backends[rec.backend] = _BackendStats()
+            b.requests += 1
+            b.errors += not rec.ok
+            b.latency_sum_ms += rec.latency_ms
+            b.recent_ms.append(rec.latency_ms)
+            if rec.ttft_ms is not None:
+                b.ttft_sum_ms += rec.ttft_ms
+                b.ttft_count += 1
+        name = rec.served_model or rec.requested_model
+        m = self.models.get(name)
+        if m is None:
+            m = self.models[name] = _ModelStats()
+        m.requests += 1
+        m.errors += not rec.ok
+        m.duration_sum_ms += rec.latency_ms
+        m.prompt_tokens += rec.prompt_tokens or 0
+        m.completion_tokens += rec.completion_tokens or 0
+
+    def snapshot(self, registry: Registry, uptime_seconds: float) -> dict[str, Any]:
+        backends = []
+        for backend in sorted(registry.all(), key=lambda b: b.id):
+            s = self.backends.get(backend.id) or _BackendStats()
+            backends.append(
+                {
+                    "id": backend.id,
+                    "name": backend.name,
+                    "status": backend.status.value,
+                    "requests": s.requests,
+                    "errors": s.errors,
+                    "average_latency_ms": round(s.latency_sum_ms / s.requests, 1)
+                    if s.requests
+                    else 0.0,
+                    "p95_latency_ms": round(percentile(list(s.recent_ms), 95), 1)
+                    if s.recent_ms
+                    else 0.0,
+                    "average_ttft_ms": round(s.ttft_sum_ms / s.ttft_count, 1)
+                    if s.ttft_count
+                    else None,
+                    "latency_ema_ms": None
+                    if backend.latency_ema_ms is None
+                    else round(backend.latency_ema_ms, 1),
+                    "pending": backend.pending,
+                }
+            )
+        models = [
+            {
+                "name": name,
+                "requests": m.requests,
+                "errors": m.errors,
+                "average_duration_ms": round(m.duration_sum_ms / m.requests, 1),
+                "tokens": {"prompt": m.prompt_tokens, "completion": m.completion_tokens},
+            }
+            for name, m in sorted(self.models.items(), key=lambda kv: (-kv[1].requests, kv[0]))
+        ]
+        return {
+            "uptime_seconds": int(uptime_seconds),
+            "requests": {"total": self.total, "success": self.success, "errors": self.errors},
+            "backends": backends,
+            "models": models,
+        }
