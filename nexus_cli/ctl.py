@@ -115,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--tokens", type=int, default=0, help="prompt size estimate")
     rt.add_argument("--max-tokens", type=int, default=0)
 
-    sub.add_parser("stats", help="counters per backend")
+    sub.add_parser("stats", help="request totals, per backend and per model")
+
+    lg = sub.add_parser("log-level", help="show or change log levels at runtime (not saved)")
+    lg.add_argument("level", nargs="?", help="trace|debug|info|warn|error")
+    lg.add_argument("--component", help="e.g. routing, health, proxy, requests")
 
     c = sub.add_parser("config", help="effective config with sources, or reload the file")
     cs = c.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -219,6 +223,14 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
         )
     if cmd == "stats":
         return show(client.stats())
+    if cmd == "log-level":
+        if args.level is None:
+            return show(client.call("GET", "/v1/logging"))
+        current = client.call("GET", "/v1/logging")
+        if args.component:
+            levels = {**current["component_levels"], args.component: args.level}
+            return show(client.call("PUT", "/v1/logging", {"component_levels": levels}))
+        return show(client.call("PUT", "/v1/logging", {"level": args.level}))
     if cmd == "config":
         return show(client.config() if action == "show" else client.reload_config())
     if cmd == "events":

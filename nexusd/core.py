@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -44,8 +45,9 @@ log = logging.getLogger("nexus.core")
 
 
 class Nexus:
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, state_dir: Path | None = None) -> None:
         self.loaded = loaded
+        self.state_dir = state_dir or paths.state_dir()
         self.config = cfg = loaded.config
         self.bus = EventBus()
         self.registry = Registry(self.bus)
@@ -54,7 +56,7 @@ class Nexus:
         self.metrics = Metrics(self.registry)
         self.stats = Stats()
         self.history = History(
-            paths.state_dir() / "history.sqlite3" if cfg.history.enabled else None,
+            self.state_dir / "history.sqlite3" if cfg.history.enabled else None,
             cfg.history.retention_days,
         )
         self.health = HealthChecker(

@@ -447,11 +447,13 @@ class StreamRelay:
         try:
             out = framer.feed(self.upstream.first)
             if out:
+                if b'"usage"' in out:  # only the final event carries it: a cheap test
+                    trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
                 yield out
             async for chunk in self.upstream.chunks():
                 out = framer.feed(chunk)
                 if out:
-                    if b'"usage"' in out:  # only the final chunk(s) carry it: cheap test
+                    if b'"usage"' in out:
                         trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
                     yield out
             tail = framer.flush()

@@ -65,6 +65,7 @@ class Daemon:
         loaded: LoadedConfig,
         sock: socket.socket | None = None,
         control_path: Path | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.loaded = loaded
         cfg = loaded.config.server
@@ -83,7 +84,7 @@ class Daemon:
             raise
         host, port = self.sock.getsockname()[:2]
         self.host, self.port = host, port
-        self.core = Nexus(loaded)
+        self.core = Nexus(loaded, state_dir)
         self.core.port = port
         self.core.control_socket = str(self.control.path)
         self.stop_event = asyncio.Event()

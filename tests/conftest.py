@@ -61,9 +61,11 @@ def nexus() -> Iterator[Callable[..., DaemonThread]]:
     daemons: list[DaemonThread] = []
 
     def start(
-        config: dict[str, Any] | None = None, config_path: Path | None = None
+        config: dict[str, Any] | None = None,
+        config_path: Path | None = None,
+        state_dir: Path | None = None,
     ) -> DaemonThread:
-        daemon = DaemonThread(config, config_path).start()
+        daemon = DaemonThread(config, config_path, state_dir).start()
         daemons.append(daemon)
         return daemon
 

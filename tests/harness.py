@@ -41,7 +41,10 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 class DaemonThread:
     def __init__(
-        self, config: dict[str, Any] | None = None, config_path: Path | None = None
+        self,
+        config: dict[str, Any] | None = None,
+        config_path: Path | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         data = merge(TEST_DEFAULTS, config or {})
         cfg, warnings, sources = parse_config(data, env={})
@@ -50,6 +53,7 @@ class DaemonThread:
         self.control_path = workdir / "nexusd.sock"
         # edits made through the control API land in this file (absent until the first one)
         self.config_path = config_path or workdir / "nexus.toml"
+        self.state_dir = state_dir or workdir / "state"
         self.loaded = LoadedConfig(
             cfg,
             path=self.config_path,
@@ -77,7 +81,9 @@ class DaemonThread:
     async def _run(self) -> None:
         try:
             sock = bind_tcp("127.0.0.1", 0)
-            daemon = Daemon(self.loaded, sock, control_path=self.control_path)
+            daemon = Daemon(
+                self.loaded, sock, control_path=self.control_path, state_dir=self.state_dir
+            )
             task = asyncio.ensure_future(daemon.run())
             await daemon.ready.wait()
         except BaseException as exc:
@@ -103,6 +109,10 @@ class DaemonThread:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        """Await ``coro`` on the daemon's loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def backend(self, backend_id: str) -> Backend:
         found = self.call(lambda: self.core.registry.get(backend_id))

@@ -80,18 +80,30 @@ DECISION = obj(
 REQUIREMENTS = obj(
     {"vision": BOOL, "tools": BOOL, "json_mode": BOOL, "prompt_tokens": INT, "max_tokens": INT}
 )
-REQUEST_SUMMARY = obj(
+REQUEST_RECORD = obj(
     {
         "request_id": STR,
+        "time": NUM,
         "requested_model": STR,
         "served_model": OPT_STR,
         "backend": OPT_STR,
+        "backend_name": OPT_STR,
+        "backend_type": OPT_STR,
+        "status": {"enum": ["success", "error"]},
+        "status_code": INT,
+        "latency_ms": NUM,
+        "ttft_ms": OPT_NUM,
+        "overhead_ms": OPT_NUM,
+        "prompt_tokens": OPT_INT,
+        "completion_tokens": OPT_INT,
         "stream": BOOL,
-        "status": OPT_INT,
-        "outcome": STR,
-        "error": OPT_STR,
-        "attempts": INT,
+        "route_reason": OPT_STR,
+        "retries": INT,
         "fallback_model": OPT_STR,
+        "outcome": STR,
+        "error_type": OPT_STR,
+        "error": OPT_STR,
+        "failed_backends": {"type": "array", "items": STR},
     }
 )
 
@@ -146,7 +158,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "fallbacks": {"type": "object", "additionalProperties": {"type": "array", "items": STR}},
     "fallbacks_set": obj({"model": STR, "chain": {"type": "array", "items": STR}}, extra=False),
     "removed": obj({"removed": STR}, extra=False),
-    "requests": {"type": "array", "items": REQUEST_SUMMARY},
+    "requests": {"type": "array", "items": REQUEST_RECORD},
     "request": obj(
         {
             "request_id": STR,
@@ -195,22 +207,40 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "stats": obj(
         {
-            "uptime_seconds": NUM,
-            "inflight": INT,
+            "uptime_seconds": INT,
+            "requests": obj({"total": INT, "success": INT, "errors": INT}),
             "backends": {
                 "type": "array",
                 "items": obj(
                     {
                         "id": STR,
+                        "name": STR,
+                        "status": {"enum": STATUSES},
                         "requests": INT,
                         "errors": INT,
-                        "pending": INT,
+                        "average_latency_ms": NUM,
+                        "p95_latency_ms": NUM,
+                        "average_ttft_ms": OPT_NUM,
                         "latency_ema_ms": OPT_NUM,
+                        "pending": INT,
+                    }
+                ),
+            },
+            "models": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": STR,
+                        "requests": INT,
+                        "errors": INT,
+                        "average_duration_ms": NUM,
+                        "tokens": obj({"prompt": INT, "completion": INT}),
                     }
                 ),
             },
         }
     ),
+    "logging": obj({"level": STR, "format": STR, "component_levels": {"type": "object"}}),
     "config": obj(
         {
             "path": STR,

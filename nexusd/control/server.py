@@ -323,21 +323,19 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
     async def list_requests() -> Response:
         args = request.args
         try:
-            limit = max(1, min(int(args.get("limit", 100)), core.decisions.size))
+            limit = max(1, min(int(args.get("limit", 100)), len(core.history.ring) or 1))
         except ValueError:
             raise ControlError(400, "invalid_request", "'limit' must be a number") from None
         wanted = {k: args[k] for k in ("model", "backend", "outcome") if k in args}
         out = []
-        for trace in core.decisions.recent(core.decisions.size):
-            summary = trace.summary()
-            if wanted.get("model") not in (None, trace.requested_model, trace.served_model):
+        for rec in reversed(core.history.ring):
+            if wanted.get("model") not in (None, rec.requested_model, rec.served_model):
                 continue
-            if wanted.get("backend") not in (None, trace.backend):
+            if wanted.get("backend") not in (None, rec.backend):
                 continue
-            if wanted.get("outcome") not in (None, trace.outcome):
+            if wanted.get("outcome") not in (None, rec.outcome):
                 continue
-            summary["started_at"] = trace.started_at
-            out.append(summary)
+            out.append(rec.to_json())
             if len(out) >= limit:
                 break
         return _json({"requests": out})
@@ -368,23 +366,47 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
 
     @app.get("/v1/stats")
     async def stats() -> Response:
-        backends = core.registry.all()
+        return _json(core.stats.snapshot(core.registry, core.uptime_seconds))
+
+    @app.get("/v1/logging")
+    async def get_logging() -> Response:
+        cfg = core.config.logging
         return _json(
             {
-                "uptime_seconds": round(core.uptime_seconds, 3),
-                "inflight": core.inflight,
-                "backends": [
-                    {
-                        "id": b.id,
-                        "requests": b.total_requests,
-                        "errors": b.errors,
-                        "pending": b.pending,
-                        "latency_ema_ms": b.to_json()["latency_ema_ms"],
-                    }
-                    for b in sorted(backends, key=lambda b: b.id)
-                ],
+                "level": cfg.level.value,
+                "format": cfg.format.value,
+                "component_levels": dict(cfg.component_levels),
             }
         )
+
+    @app.put("/v1/logging")
+    async def put_logging() -> Response:
+        """Change levels at runtime (not persisted): {"level"?, "component_levels"?}."""
+        from dataclasses import replace
+
+        from nexusd.config.schema import LogLevel
+        from nexusd.logs import apply_levels
+
+        data = await _body()
+        allowed = [lv.value for lv in LogLevel]
+        level = data.get("level", core.config.logging.level.value)
+        components = data.get("component_levels", core.config.logging.component_levels)
+        if not isinstance(level, str) or level.lower() not in allowed:
+            raise ControlError(
+                400, "invalid_request", f"'level' must be one of {', '.join(allowed)}"
+            )
+        if not isinstance(components, dict) or not all(
+            isinstance(v, str) and v.lower() in allowed for v in components.values()
+        ):
+            raise ControlError(
+                400, "invalid_request", "'component_levels' must map components to levels"
+            )
+        previous = core.config.logging
+        core.config.logging = replace(
+            previous, level=LogLevel(level.lower()), component_levels=dict(components)
+        )
+        apply_levels(core.config.logging, previous)
+        return await get_logging()
 
     # --- config --------------------------------------------------------------------------
 
