@@ -33,9 +33,7 @@ ADVERTISER = Path(__file__).resolve().parent / "mdns_advertise.py"
 #: set in the environment of the test run inside the namespace
 NETNS_ENV = "NEXUS_MDNS_NETNS"
 #: run inside the namespace before pytest: loopback up, multicast on it, multicast route
-NETNS_SETUP = (
-    "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
-)
+NETNS_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
 
 def in_netns() -> bool:
@@ -109,7 +107,9 @@ class Advertiser:
         try:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"advertiser {self.instance}: no {wanted!r} in {timeout}s") from None
+            raise AssertionError(
+                f"advertiser {self.instance}: no {wanted!r} in {timeout}s"
+            ) from None
         if line != wanted:
             err = self.proc.stderr.read() if line is None and self.proc.stderr else ""
             raise AssertionError(f"advertiser {self.instance}: {line!r}, wanted {wanted!r} {err}")

@@ -11,6 +11,7 @@ from quart import Quart, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexusd import __version__
+from nexusd.api.dashboard import install_dashboard
 from nexusd.api.errors import error_response, install_error_handlers, too_large
 from nexusd.errors import InvalidRequest, ModelNotFound, NexusError, ServiceUnavailable
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -37,6 +38,7 @@ def create_app(core: Nexus) -> Quart:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     install_error_handlers(app, server.max_body_bytes)
+    install_dashboard(app, core)
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:

@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from nexusd.backends.factory import create_agent
 from nexusd.backends.fingerprint import detect_backend_type
@@ -47,13 +45,21 @@ from nexusd.registry import Backend, normalise_url
 from nexusd.types import BackendStatus, BackendType, DiscoverySource, PrivacyZone
 
 if TYPE_CHECKING:
+    from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
     from nexusd.core import Nexus
+
+# zeroconf is imported where it is used: it costs ~0.25 s, and the daemon may never browse
 
 log = logging.getLogger("nexus.discovery")
 
 DEFAULT_SERVICE_TYPES = ("_ollama._tcp.local.", "_llm._tcp.local.")
 REMOVED_REASON = "service disappeared from mDNS"
 RESOLVE_TIMEOUT_MS = 3000
+# Questions are always asked QM (answer by multicast), never QU (answer by unicast): with
+# several mDNS stacks on one host (avahi, another daemon, an advertiser) sharing port 5353,
+# a unicast answer reaches only one of their sockets, often not ours.
 FINGERPRINT_TIMEOUT = 2.0
 #: at most this many of a service's addresses are fingerprinted (concurrently)
 MAX_ADDRESS_CANDIDATES = 4
@@ -278,8 +284,9 @@ class ServiceRecord:
 class MdnsDiscovery:
     """Browse mDNS and keep the registry in step with what the network announces.
 
-    ``config`` (default: the core's live ``[discovery]`` section), ``interfaces`` and
-    ``ip_version`` are for tests and special setups; production uses the defaults.
+    ``config`` (default: the core's live ``[discovery]`` section), ``interfaces`` (default
+    zeroconf's ``InterfaceChoice.Default``) and ``ip_version`` (default IPv4 only) are for
+    tests and special setups.
     """
 
     def __init__(
@@ -287,8 +294,8 @@ class MdnsDiscovery:
         core: Nexus,
         *,
         config: DiscoveryConfig | None = None,
-        interfaces: Any = InterfaceChoice.Default,
-        ip_version: IPVersion = IPVersion.V4Only,
+        interfaces: Any = None,
+        ip_version: IPVersion | None = None,
         fingerprint: Fingerprinter = detect_backend_type,
     ) -> None:
         self.core = core
@@ -324,17 +331,23 @@ class MdnsDiscovery:
             log.info("mDNS discovery: no service types configured")
             return
         try:
-            azc = AsyncZeroconf(interfaces=self.interfaces, ip_version=self.ip_version)
+            azc = _start_zeroconf(self.interfaces, self.ip_version)
         except Exception as exc:  # no multicast (containers, WSL), no interface, ...
             log.warning("mDNS unavailable, discovery disabled: %s", exc)
             return
+        from zeroconf import DNSQuestionType
+        from zeroconf.asyncio import AsyncServiceBrowser
+
         browsers: list[AsyncServiceBrowser] = []
         try:
             for service_type in service_types:
                 try:
                     browsers.append(
                         AsyncServiceBrowser(
-                            azc.zeroconf, [service_type], handlers=[self._on_state_change]
+                            azc.zeroconf,
+                            [service_type],
+                            handlers=[self._on_state_change],
+                            question_type=DNSQuestionType.QM,
                         )
                     )
                 except Exception as exc:
@@ -385,6 +398,8 @@ class MdnsDiscovery:
         name: str,
         state_change: ServiceStateChange,
     ) -> None:
+        from zeroconf import ServiceStateChange
+
         kind = "removed" if state_change is ServiceStateChange.Removed else "found"
         self._submit(name, kind, service_type)
 
@@ -418,8 +433,11 @@ class MdnsDiscovery:
         zc = self._zc
         if zc is None:
             return None
+        from zeroconf import DNSQuestionType
+        from zeroconf.asyncio import AsyncServiceInfo
+
         info = AsyncServiceInfo(service_type, instance)
-        if not await info.async_request(zc, RESOLVE_TIMEOUT_MS):
+        if not await info.async_request(zc, RESOLVE_TIMEOUT_MS, DNSQuestionType.QM):
             log.debug("mDNS: could not resolve %s", instance)
             return None
         return ServiceRecord.from_info(info, service_type)
@@ -688,6 +706,16 @@ class MdnsDiscovery:
             )
 
 
+def _start_zeroconf(interfaces: Any = None, ip_version: IPVersion | None = None) -> AsyncZeroconf:
+    from zeroconf import InterfaceChoice, IPVersion
+    from zeroconf.asyncio import AsyncZeroconf
+
+    return AsyncZeroconf(
+        interfaces=InterfaceChoice.Default if interfaces is None else interfaces,
+        ip_version=IPVersion.V4Only if ip_version is None else ip_version,
+    )
+
+
 # --- browse once (``nexus discover``) ----------------------------------------------------------
 
 
@@ -699,21 +727,24 @@ async def browse(
     service_types: Iterable[str] = DEFAULT_SERVICE_TYPES,
     timeout: float = 3.0,
     *,
-    interfaces: Any = InterfaceChoice.Default,
-    ip_version: IPVersion = IPVersion.V4Only,
+    interfaces: Any = None,
+    ip_version: IPVersion | None = None,
 ) -> list[ServiceRecord]:
     """Every service of ``service_types`` announced within ``timeout`` seconds, resolved."""
     types = normalise_service_types(service_types)
     try:
-        azc = AsyncZeroconf(interfaces=interfaces, ip_version=ip_version)
+        azc = _start_zeroconf(interfaces, ip_version)
     except Exception as exc:
         raise DiscoveryUnavailable(f"mDNS unavailable: {exc}") from exc
+    from zeroconf import DNSQuestionType, ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo
+
     tasks: dict[str, asyncio.Task[ServiceRecord | None]] = {}
     resolve_ms = int(min(RESOLVE_TIMEOUT_MS, max(1000.0, timeout * 1000)))
 
     async def resolve(service_type: str, name: str) -> ServiceRecord | None:
         info = AsyncServiceInfo(service_type, name)
-        if not await info.async_request(azc.zeroconf, resolve_ms):
+        if not await info.async_request(azc.zeroconf, resolve_ms, DNSQuestionType.QM):
             return None
         return ServiceRecord.from_info(info, service_type)
 
@@ -725,7 +756,9 @@ async def browse(
 
     browser: AsyncServiceBrowser | None = None
     try:
-        browser = AsyncServiceBrowser(azc.zeroconf, types, handlers=[on_change])
+        browser = AsyncServiceBrowser(
+            azc.zeroconf, types, handlers=[on_change], question_type=DNSQuestionType.QM
+        )
         await asyncio.sleep(timeout)  # the browse window itself
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
     finally:
@@ -745,8 +778,8 @@ async def discover(
     *,
     allowed_networks: Iterable[str] | None = None,
     fingerprint: bool = True,
-    interfaces: Any = InterfaceChoice.Default,
-    ip_version: IPVersion = IPVersion.V4Only,
+    interfaces: Any = None,
+    ip_version: IPVersion | None = None,
 ) -> list[dict[str, Any]]:
     """Browse once and describe each service as the daemon would see it; registers nothing.
 

@@ -1,0 +1,110 @@
+// Nexus dashboard: starts from the server-rendered page, then follows /ws live updates.
+"use strict";
+(function () {
+  const $ = (sel) => document.querySelector(sel);
+  const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  let state = JSON.parse($("#initial-data").textContent);
+  const spark = {};  // backend id -> recent latencies
+  const history = state.history.slice();
+
+  function fmtMs(v) { return v == null ? "-" : (v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms"); }
+
+  function summary() {
+    const s = state.stats, b = state.backends;
+    const healthy = b.filter((x) => x.status === "healthy");
+    const models = new Set(healthy.flatMap((x) => x.models.map((m) => m.id)));
+    const cards = [["Uptime", s.uptime_seconds + " s", "uptime"], ["Requests", s.requests.total, "requests"],
+      ["Errors", s.requests.errors, "errors"], ["Backends healthy", healthy.length + "/" + b.length, "backends"],
+      ["Models available", models.size, "models"]];
+    $("#summary").innerHTML = cards.map(([l, v, k]) =>
+      `<div class="card" data-summary="${k}"><div class="label">${esc(l)}</div><div class="value">${esc(v)}</div></div>`).join("");
+  }
+
+  function sparkline(id) {
+    const pts = spark[id] || [];
+    if (pts.length < 2) return "";
+    const max = Math.max(...pts, 1);
+    return `<polyline points="${pts.map((v, i) => `${(i / (pts.length - 1)) * 100},${20 - (v / max) * 18}`).join(" ")}"/>`;
+  }
+
+  function backends() {
+    const el = $("#backends");
+    if (!state.backends.length) { el.innerHTML = '<p class="empty">No backends yet.</p>'; return; }
+    el.innerHTML = state.backends.map((b) => {
+      if (b.latency_ema_ms != null) {
+        const s = (spark[b.id] = spark[b.id] || []);
+        if (s[s.length - 1] !== b.latency_ema_ms) { s.push(b.latency_ema_ms); if (s.length > 40) s.shift(); }
+      }
+      return `<div class="backend" data-backend="${esc(b.id)}"><div class="head"><span class="name">${esc(b.name)}</span>` +
+        `<span class="badge status-${esc(b.status)}">${esc(b.status)}</span></div>` +
+        `<div class="meta">${esc(b.type)} · ${esc(b.url)} · ${esc(b.source)}</div>` +
+        `<div class="numbers"><span>latency <b data-field="latency">${fmtMs(b.latency_ema_ms)}</b></span>` +
+        `<span>pending <b data-field="pending">${b.pending}</b></span><span>requests <b data-field="requests">${b.total_requests}</b></span>` +
+        `<span>models <b data-field="models">${b.models.length}</b></span></div>` +
+        `<svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none">${sparkline(b.id)}</svg>` +
+        (b.last_error ? `<div class="error">${esc(b.last_error)}</div>` : "") + `</div>`;
+    }).join("");
+  }
+
+  function models() {
+    const b = state.backends;
+    const byId = new Map();
+    b.forEach((x) => x.models.forEach((m) => byId.set(m.id, m)));
+    const names = [...byId.keys()].sort();
+    if (!names.length) { $("#models").innerHTML = '<p class="empty">No models available.</p>'; return; }
+    const head = b.map((x) => `<th>${esc(x.name)}</th>`).join("");
+    const rows = names.map((n) => {
+      const m = byId.get(n);
+      const caps = Object.entries(m.capabilities).filter(([, v]) => v).map(([k]) => k);
+      const cells = b.map((x) => x.models.some((mm) => mm.id === n) ? `<td class="cell">${x.status === "healthy" ? "●" : "○"}</td>` : "<td></td>").join("");
+      return `<tr><td class="model" title="${esc(n)}">${esc(n.slice(0, 50))}</td><td>${m.context_length.toLocaleString()}</td>` +
+        `<td>${(caps.length ? caps : ["text"]).map((c) => `<span class="cap">${esc(c)}</span>`).join("")}</td>${cells}</tr>`;
+    }).join("");
+    $("#models").innerHTML = `<table><thead><tr><th>Model</th><th>Context</th><th>Capabilities</th>${head}</tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  function requests() {
+    const names = Object.fromEntries(state.backends.map((b) => [b.id, b.name]));
+    const rows = history.slice().reverse().map((r) => {
+      const when = new Date(r.time * 1000).toLocaleTimeString();
+      const served = r.served_model && r.served_model !== r.requested_model ? " → " + r.served_model : "";
+      return `<tr data-request="${esc(r.request_id)}" class="${esc(r.status)}"><td>${when}</td><td>${esc(r.requested_model + served)}</td>` +
+        `<td>${esc(names[r.backend] || r.backend || "-")}</td><td>${r.status_code}</td><td>${fmtMs(r.latency_ms)}</td>` +
+        `<td>${fmtMs(r.ttft_ms)}</td><td>${esc(r.route_reason || r.error_type || "")}</td></tr>`;
+    }).join("") || '<tr class="empty"><td colspan="7">No requests yet.</td></tr>';
+    $("#history-body").innerHTML = rows;
+  }
+
+  function renderAll() { summary(); backends(); models(); requests(); }
+
+  let attempts = 0;
+  function connect() {
+    const conn = $("#connection");
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    ws.onopen = () => { attempts = 0; conn.textContent = "Live"; conn.className = "conn live"; };
+    ws.onmessage = (msg) => {
+      const m = JSON.parse(msg.data);
+      if (m.update_type === "Snapshot") {
+        state = m.data; history.length = 0; history.push(...m.data.history); renderAll();
+      } else if (m.update_type === "BackendStatus") {
+        state.backends = m.data; summary(); backends(); models();
+      } else if (m.update_type === "ModelChange") {
+        const b = state.backends.find((x) => x.id === m.data.backend_id);
+        if (b) { b.models = m.data.models; backends(); models(); summary(); }
+      } else if (m.update_type === "Gap") {
+        fetch("/v1/stats").then((r) => r.json()).then((s) => { state.stats = s; summary(); });
+      } else if (m.update_type === "RequestComplete") {
+        history.push(m.data); if (history.length > 100) history.shift();
+        state.stats.requests.total += 1;
+        if (m.data.status !== "success") state.stats.requests.errors += 1;
+        summary(); requests();
+      }
+    };
+    ws.onclose = () => {
+      conn.textContent = "Disconnected — retrying"; conn.className = "conn down";
+      attempts += 1;
+      setTimeout(connect, Math.min(1000 * 2 ** attempts, 30000));
+    };
+  }
+  connect();
+})();
