@@ -132,6 +132,12 @@ class LoggingConfig:
 
 
 @dataclass(slots=True)
+class TuiConfig:
+    #: binding id -> key(s), e.g. ``drain = "D"`` (see docs/tui.md for the ids)
+    keymap: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class NexusConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     health_check: HealthCheckConfig = field(default_factory=HealthCheckConfig)
@@ -140,3 +146,4 @@ class NexusConfig:
     backends: list[BackendConfig] = field(default_factory=list)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    tui: TuiConfig = field(default_factory=TuiConfig)
