@@ -184,34 +184,10 @@ class Nexus:
                 self.add_backend(fresh)
                 changes.append(f"backend {bid} replaced")
             else:
-                before = (
-                    existing.priority,
-                    existing.zone,
-                    existing.tier,
-                    existing.enabled,
-                    existing.max_concurrent,
-                    existing.forward_client_auth,
-                    existing.model_overrides,
-                )
-                after = (
-                    fresh.priority,
-                    fresh.zone,
-                    fresh.tier,
-                    fresh.enabled,
-                    fresh.max_concurrent,
-                    fresh.forward_client_auth,
-                    fresh.model_overrides,
-                )
-                if before != after:
-                    (
-                        existing.priority,
-                        existing.zone,
-                        existing.tier,
-                        existing.enabled,
-                        existing.max_concurrent,
-                        existing.forward_client_auth,
-                        existing.model_overrides,
-                    ) = after
+                changed = [f for f in _TUNABLE if getattr(existing, f) != getattr(fresh, f)]
+                if changed:
+                    for name in changed:
+                        setattr(existing, name, getattr(fresh, name))
                     self.registry.publish_status(existing, existing.health)
                     changes.append(f"backend {bid} updated")
         return changes
@@ -275,6 +251,18 @@ class Nexus:
             except TimeoutError:
                 pass
             return False
+
+
+#: backend settings a reload changes in place (url, type or key changes replace the backend)
+_TUNABLE = (
+    "priority",
+    "zone",
+    "tier",
+    "enabled",
+    "max_concurrent",
+    "forward_client_auth",
+    "model_overrides",
+)
 
 
 def backend_from_config(bc: BackendConfig) -> Backend:

@@ -150,12 +150,21 @@ class BackendAgent:
 
     async def get_json(self, path: str, timeout: float) -> Any:
         """GET a JSON document; raises ProbeFailed with a message fit for ``last_error``."""
+        return await self._get(path, timeout, want_json=True)
+
+    async def get_status(self, path: str, timeout: float) -> int:
+        """Status code of a GET, body ignored; raises ProbeFailed when nothing answers."""
+        return await self._get(path, timeout, want_json=False)
+
+    async def _get(self, path: str, timeout: float, *, want_json: bool) -> Any:
         try:
             async with self.http.get(
                 self.backend.url + path,
                 headers=self._base_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
+                if not want_json:
+                    return resp.status
                 if resp.status >= 300:
                     text = (await resp.text(errors="replace"))[:200]
                     raise ProbeFailed(f"GET {path} returned HTTP {resp.status} {text}".strip())
@@ -165,20 +174,6 @@ class BackendAgent:
         except TimeoutError as exc:
             raise ProbeFailed(f"GET {path}: no answer within {timeout:g} s") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise ProbeFailed(f"GET {path}: {self._translate(exc, 'answer', timeout)}") from exc
-
-    async def get_status(self, path: str, timeout: float) -> int:
-        """Status code of a GET, body ignored; raises ProbeFailed when nothing answers."""
-        try:
-            async with self.http.get(
-                self.backend.url + path,
-                headers=self._base_headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                return resp.status
-        except TimeoutError as exc:
-            raise ProbeFailed(f"GET {path}: no answer within {timeout:g} s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
             raise ProbeFailed(f"GET {path}: {self._translate(exc, 'answer', timeout)}") from exc
 
     async def probe(self, timeout: float) -> ProbeResult:
