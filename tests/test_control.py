@@ -285,7 +285,8 @@ def test_events_show_backend_status_changes(fake_host: FakeHost, fakes, nexus) -
                 seen.set()
 
     threading.Thread(target=read, daemon=True).start()
-    assert d.wait_until(lambda: d.core.bus.has_subscribers)
+    # the wait itself subscribes too: wait for a second subscriber (nexusctl)
+    assert d.wait_until(lambda: len(d.core.bus._subscribers) >= 2)
     fake_host.stop(fake)
     assert d.wait_until(lambda: not d.core.registry.get("box").routable)
     fake_host.restart(fake)
