@@ -120,16 +120,22 @@ class DaemonThread:
         return found
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Re-check ``predicate`` on the daemon loop after every event until true or timeout."""
+        """Re-check ``predicate`` on the daemon loop after every bus event (and every 50 ms,
+        for state that changes without an event) until true or ``timeout``."""
 
         async def run() -> bool:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
             with self.core.bus.subscribe() as sub:
-                try:
-                    async with asyncio.timeout(timeout):
-                        while not predicate():
+                while not predicate():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return False
+                    try:
+                        async with asyncio.timeout(min(remaining, 0.05)):
                             await sub.get()
-                except TimeoutError:
-                    return predicate()
+                    except TimeoutError:
+                        pass
             return True
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout + 5)
