@@ -127,12 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_parser("reload", help="re-read the file; an invalid file is refused")
 
     sub.add_parser("events", help="live events as JSON lines (Ctrl-C to stop)")
+    disc = sub.add_parser("discover", help="browse mDNS once (no daemon needed; registers nothing)")
+    from nexusd.discovery.command import add_arguments as add_discover_arguments
+
+    add_discover_arguments(disc)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "discover":
+        from nexusd.discovery.command import run as discover
+
+        return discover(args.timeout, config_path=args.config, as_json=args.output == "json")
     from nexusd.control.client import ControlClient, ControlError
 
     try:

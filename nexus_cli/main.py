@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="models, which backends serve them, capabilities")
     sub.add_parser("health", help="is the daemon up, and how are its backends")
+    disc = sub.add_parser(
+        "discover", help="browse mDNS once: what would be discovered (registers nothing)"
+    )
+    from nexusd.discovery.command import add_arguments as add_discover_arguments
+
+    add_discover_arguments(disc)
 
     config = sub.add_parser("config", help="create, check or show the configuration")
     csub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -104,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             "status": lambda: service.status(args.kind),
         }[args.action]
         return action()
+    if args.command == "discover":
+        from nexusd.discovery.command import run as discover
+
+        return discover(args.timeout, config_path=args.config)
     return _talk_to_daemon(args)
 
 

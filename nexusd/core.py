@@ -21,6 +21,7 @@ from nexusd.backends.upstream import Timeouts
 from nexusd.config.loader import LoadedConfig, backend_id
 from nexusd.config.schema import BackendConfig, NexusConfig
 from nexusd.config.store import ConfigStore
+from nexusd.discovery.mdns import MdnsDiscovery
 from nexusd.discovery.probe import LocalProbe
 from nexusd.errors import NexusError
 from nexusd.events import EventBus
@@ -63,6 +64,7 @@ class Nexus:
             self.registry, cfg.health_check, on_probe=self.metrics.observe_probe
         )
         self.probe = LocalProbe(self)
+        self.mdns = MdnsDiscovery(self)
         self.proxy = Proxy(self)
         s = cfg.server
         self.timeouts = Timeouts(
@@ -112,6 +114,8 @@ class Nexus:
                 self._tasks.append(supervise("probe", self.probe.run))
             else:
                 await self.probe.scan()
+        # returns at once (one INFO line) when [discovery] enabled = false
+        self._tasks.append(supervise("mdns", self.mdns.run))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -153,6 +157,9 @@ class Nexus:
         o, n = old.routing, cfg.routing
         if (o.strategy, o.weights, o.max_retries) != (n.strategy, n.weights, n.max_retries):
             changes.append("routing")
+        od, nd = old.discovery, cfg.discovery
+        if (od.enabled, od.service_types) != (nd.enabled, nd.service_types):
+            changes.append("discovery.enabled/service_types changed: takes effect after a restart")
         changes.extend(self._apply_backends(cfg.backends))
         if old.logging != cfg.logging:
             from nexusd.logs import apply_levels

@@ -45,7 +45,7 @@ from nexusd.discovery.mdns import (
     parse_txt,
 )
 from nexusd.types import BackendStatus, BackendType, DiscoverySource, PrivacyZone
-from tests.harness import DaemonThread, ollama_backend
+from tests.harness import DaemonThread, merge, ollama_backend
 from tests.mdns_support import (
     REPO,
     Advertiser,
@@ -275,7 +275,7 @@ def test_logic_url_already_configured_is_enriched_not_duplicated(fakes: Any, dri
     drv.removed(rec.instance)
     assert "mdns_instance" not in static.metadata
     assert d.call(lambda: d.core.registry.get("my-ollama")) is static
-    assert static.health is not BackendStatus.UNKNOWN or static.last_error != REMOVED_REASON
+    assert static.last_error != REMOVED_REASON  # never set unknown by mDNS
 
 
 def test_logic_llm_service_fingerprinted_as_llamacpp_one_backend_for_two_addresses(
@@ -314,6 +314,19 @@ def test_logic_outside_allowed_networks_ignored_with_one_info_line(fakes: Any, d
     no_address = ServiceRecord("Void._llm._tcp.local.", LLM, [], 8000, {})
     assert drv.found(no_address) is None
     assert len(drv.d.core.registry) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "enabled"),
+    [({}, True), ({"NEXUS_DISCOVERY": "false"}, False), ({"NEXUS_DISCOVERY": "0"}, False)],
+)
+def test_nexus_discovery_env_switch(env: dict[str, str], enabled: bool) -> None:
+    from nexusd.config.loader import parse_config
+
+    cfg, _, _ = parse_config({"discovery": {"service_types": ["_llm._tcp.local"]}}, env=env)
+    assert cfg.discovery.enabled is enabled
+    assert cfg.discovery.service_types == [LLM]  # the loader adds the trailing dot
+    assert cfg.discovery.grace_period_seconds == 60
 
 
 async def test_run_returns_quietly_when_disabled_or_unavailable(
@@ -392,7 +405,7 @@ if not in_netns():
 
     def test_multicast_suite_in_private_network_namespace() -> None:
         inner = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
-        inner += ["-k", "mcast_", "-W", "ignore::pytest.PytestUnraisableExceptionWarning"]
+        inner += ["-k", "mcast_"]
         argv, why = netns_command(inner)
         if argv is None:
             if os.environ.get("CI"):
@@ -427,7 +440,7 @@ else:
         running: list[tuple[RunningDiscovery, EventLog]] = []
 
         def start(config: dict[str, Any]) -> tuple[DaemonThread, EventLog]:
-            d = nexus({"discovery": {"enabled": True}, **config})
+            d = nexus(merge({"discovery": {"enabled": True}}, config))
             events = EventLog(d)
             running.append((RunningDiscovery(d), events))
             return d, events
@@ -441,7 +454,7 @@ else:
         fakes: Any, advertise: Any, discovering: Any
     ) -> None:
         fake = fakes("ollama", ["llama3:8b"], reply="found you over mDNS")
-        d, events = discovering({"discovery": {"enabled": True, "grace_period_seconds": 30}})
+        d, events = discovering({"discovery": {"grace_period_seconds": 30}})
         adv = advertise("Test_Ollama", OLLAMA, fake.port, txt={"version": "0.5.1"})
         bid = "mdns-test-ollama"
         events.wait(is_event("backend.added", id=bid))

@@ -299,6 +299,10 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
 
     d = cfg.discovery
     d.service_types = [t if t.endswith(".") else t + "." for t in d.service_types]
+    if d.grace_period_seconds < 0:
+        errors.append(
+            f"discovery.grace_period_seconds: {d.grace_period_seconds} must not be negative"
+        )
     for i, net in enumerate(d.allowed_networks):
         try:
             ipaddress.ip_network(net, strict=False)

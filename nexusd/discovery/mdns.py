@@ -541,8 +541,14 @@ class MdnsDiscovery:
         backend_id = self._enriched.pop(instance, None)
         backend = self.core.registry.get(backend_id) if backend_id else None
         if backend is not None and backend.metadata.get("mdns_instance") == instance:
-            self._set_metadata(backend, {})
-            log.info("%s is no longer announced via mDNS (%s)", backend.id, instance)
+            heir = self._heir(instance, backend)
+            if heir is not None:
+                meta = self._metadata(self._records[heir])
+                meta.pop("mdns_addresses", None)
+                self._set_metadata(backend, meta)
+            else:
+                self._set_metadata(backend, {})
+                log.info("%s is no longer announced via mDNS (%s)", backend.id, instance)
         elif not quiet:
             log.debug("mDNS: removal of %s, which maps to no backend; ignored", instance)
 
