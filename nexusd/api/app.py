@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from quart import Quart, Response
 
 from nexusd import __version__
+from nexusd.api.chat import ChatEndpoint
 from nexusd.api.dashboard import install_dashboard
-from nexusd.api.errors import error_response, install_error_handlers, too_large
-from nexusd.errors import InvalidRequest, ModelNotFound, NexusError, ServiceUnavailable
+from nexusd.api.errors import install_error_handlers
+from nexusd.errors import ModelNotFound
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from nexusd.proxy import Streaming
 from nexusd.routing.aliases import resolve_alias
 from nexusd.types import BackendStatus
 
@@ -28,7 +25,12 @@ JSON = "application/json"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(core: Nexus) -> Quart:
+def create_app(core: Nexus) -> ChatEndpoint:
+    """The public ASGI app: the chat hot path in plain ASGI, everything else in Quart."""
+    return ChatEndpoint(core, create_quart_app(core))
+
+
+def create_quart_app(core: Nexus) -> Quart:
     app = Quart("nexusd")
     server = core.config.server
     app.config.update(
@@ -39,55 +41,6 @@ def create_app(core: Nexus) -> Quart:
     )
     install_error_handlers(app, server.max_body_bytes)
     install_dashboard(app, core)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions() -> Response:
-        started = time.perf_counter()
-        request_id = str(uuid.uuid4())
-        core.request_started()
-        handed_over = False
-        model: object = None
-        failure: NexusError | None = None
-        try:
-            if core.shutting_down:
-                raise ServiceUnavailable(
-                    "Nexus is shutting down; retry against the next instance",
-                    headers={"Retry-After": "5"},
-                    error_type="shutting_down",
-                )
-            try:
-                raw = await request.get_data(cache=False)
-            except RequestEntityTooLarge:
-                raise too_large(server.max_body_bytes) from None
-            body = parse_chat_body(raw)
-            model = body["model"]
-            result = await core.proxy.chat(
-                body, raw, request.headers.get("Authorization"), request_id, started
-            )
-            if isinstance(result, Streaming):
-                response = Response(
-                    result.relay,
-                    200,
-                    headers={**SSE_HEADERS, **result.headers},
-                    content_type="text/event-stream",
-                )
-                handed_over = True  # the relay reports the end of the request
-            else:
-                response = Response(
-                    result.body,
-                    result.status,
-                    headers=result.headers,
-                    content_type=result.content_type,
-                )
-        except NexusError as err:
-            failure = err
-            err.headers.setdefault("X-Nexus-Request-Id", request_id)
-            return error_response(err)
-        finally:
-            if not handed_over:
-                core.finish_request(request_id, started, model, failure)
-        response.timeout = None
-        return response
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -154,51 +107,6 @@ def create_app(core: Nexus) -> Quart:
         )
 
     return app
-
-
-def parse_chat_body(raw: bytes) -> dict[str, Any]:
-    """Validate only what routing needs; everything else is forwarded untouched."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"Request body must be a JSON object, got {_json_kind(body)}")
-    model = body.get("model")
-    if model is None:
-        raise InvalidRequest(
-            "'model' is required: the model to use, e.g. \"llama3:8b\"", param="model"
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest(
-            f"'model' must be a non-empty string, got {_json_kind(model)}", param="model"
-        )
-    messages = body.get("messages")
-    if messages is None:
-        raise InvalidRequest("'messages' is required: a list of chat messages", param="messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest(
-            f"'messages' must be a list, got {_json_kind(messages)}", param="messages"
-        )
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest(
-            f"'stream' must be true or false, got {_json_kind(stream)}", param="stream"
-        )
-    return body
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
 
 
 def _model_entry(model_id: str, backend: Backend, info: ModelInfo) -> dict[str, Any]:
