@@ -209,30 +209,57 @@ class BackendAgent:
 
 
 class AiohttpStream:
-    """Relays an upstream SSE body chunk by chunk with an idle timeout between chunks."""
+    """Relays an upstream SSE body chunk by chunk, ending it after ``idle`` seconds of silence.
 
-    __slots__ = ("_idle", "_resp", "first")
+    The idle timeout is one watchdog timer per stream rather than a timeout context per
+    chunk: per chunk it costs two clock reads. Only time spent *waiting for the backend*
+    counts; a slow client does not make the backend look idle.
+    """
+
+    __slots__ = ("_idle", "_read_since", "_resp", "_timed_out", "_timer", "first")
 
     def __init__(self, resp: aiohttp.ClientResponse, first: bytes, idle: float) -> None:
         self._resp = resp
         self.first = first
         self._idle = idle
+        self._read_since: float | None = None  # when the pending read started
+        self._timed_out = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = self._read_since
+        if since is not None and loop.time() - since >= self._idle:
+            self._timed_out = True
+            self._resp.close()  # wakes the pending read
+            return
+        wait = self._idle if since is None else self._idle - (loop.time() - since)
+        self._timer = loop.call_later(wait, self._watchdog)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content
-        idle = self._idle
-        while True:
-            try:
-                # the timeout must never span a ``yield``: the consumer may be slow
-                async with asyncio.timeout(idle):
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._idle, self._watchdog)
+        try:
+            while True:
+                self._read_since = loop.time()
+                try:
                     chunk = await content.readany()
-            except TimeoutError as exc:
-                raise UpstreamTimeout("data", idle) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamConnectError(f"backend connection lost mid-stream: {exc}") from exc
-            if not chunk:
-                return
-            yield chunk
+                except (aiohttp.ClientError, OSError) as exc:
+                    if self._timed_out:
+                        raise UpstreamTimeout("data", self._idle) from None
+                    raise UpstreamConnectError(
+                        f"backend connection lost mid-stream: {exc}"
+                    ) from exc
+                self._read_since = None
+                if not chunk:
+                    if self._timed_out:
+                        raise UpstreamTimeout("data", self._idle)
+                    return
+                yield chunk
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
 
     def close(self) -> None:
         """Close (not release): a half-read stream's connection cannot go back to the pool."""
