@@ -74,10 +74,32 @@ _INSERT = (
 )
 
 
-def _row(rec: RequestRecord) -> tuple[Any, ...]:
-    values = [getattr(rec, c) for c in COLUMNS[:-1]]
-    values[COLUMNS.index("stream")] = int(rec.stream)
-    return (*values, json.dumps(list(rec.failed_backends)))
+def _row(r: RequestRecord) -> tuple[Any, ...]:
+    """Column values in COLUMNS order (spelled out: this runs once per request)."""
+    return (
+        r.request_id,
+        r.time,
+        r.requested_model,
+        r.served_model,
+        r.backend,
+        r.backend_name,
+        r.backend_type,
+        r.status,
+        r.status_code,
+        r.latency_ms,
+        r.ttft_ms,
+        r.overhead_ms,
+        r.prompt_tokens,
+        r.completion_tokens,
+        int(r.stream),
+        r.route_reason,
+        r.retries,
+        r.fallback_model,
+        r.outcome,
+        r.error_type,
+        r.error,
+        json.dumps(r.failed_backends) if r.failed_backends else "[]",
+    )
 
 
 def _record(row: sqlite3.Row) -> RequestRecord:

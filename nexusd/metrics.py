@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -69,6 +70,15 @@ class _FleetCollector(Collector):
         for b in backends:
             pending.add_metric([sanitise(b.id)], b.pending)
         yield pending
+
+
+@dataclass(slots=True)
+class _Children:
+    requests: dict[int, Any]
+    duration: Any
+    ttft: Any
+    prompt_tokens: Any
+    completion_tokens: Any
 
 
 class Metrics:
@@ -129,6 +139,7 @@ class Metrics:
         )
         r.register(_FleetCollector(backends))
         self._models: dict[str, str] = {}
+        self._bound: dict[tuple[str, str], _Children] = {}
 
     def _model(self, name: str | None) -> str:
         if not name:
@@ -139,10 +150,29 @@ class Metrics:
             self._models[name] = label
         return label
 
+    def _children(self, model: str, backend: str) -> _Children:
+        """Label children are looked up once per (model, backend), not per request."""
+        key = (model, backend)
+        children = self._bound.get(key)
+        if children is None:
+            children = self._bound[key] = _Children(
+                {},
+                self.duration.labels(model, backend),
+                self.ttft.labels(model, backend),
+                self.tokens.labels(model, backend, "prompt"),
+                self.tokens.labels(model, backend, "completion"),
+            )
+        return children
+
     def observe(self, rec: RequestRecord) -> None:
         model = self._model(rec.served_model or rec.requested_model)
         backend = sanitise(rec.backend) if rec.backend else "none"
-        self.requests.labels(model, backend, str(rec.status_code)).inc()
+        children = self._children(model, backend)
+        status = rec.status_code
+        counter = children.requests.get(status)
+        if counter is None:
+            counter = children.requests[status] = self.requests.labels(model, backend, str(status))
+        counter.inc()
         if rec.error_type:
             self.errors.labels(rec.error_type, self._model(rec.requested_model)).inc()
         if rec.fallback_model and rec.ok:
@@ -150,13 +180,13 @@ class Metrics:
                 self._model(rec.requested_model), self._model(rec.fallback_model)
             ).inc()
         if rec.backend:
-            self.duration.labels(model, backend).observe(rec.latency_ms / 1000)
+            children.duration.observe(rec.latency_ms / 1000)
             if rec.ttft_ms is not None:
-                self.ttft.labels(model, backend).observe(rec.ttft_ms / 1000)
+                children.ttft.observe(rec.ttft_ms / 1000)
             if rec.prompt_tokens is not None:
-                self.tokens.labels(model, backend, "prompt").observe(rec.prompt_tokens)
+                children.prompt_tokens.observe(rec.prompt_tokens)
             if rec.completion_tokens is not None:
-                self.tokens.labels(model, backend, "completion").observe(rec.completion_tokens)
+                children.completion_tokens.observe(rec.completion_tokens)
         if rec.overhead_ms is not None:
             self.overhead.observe(rec.overhead_ms / 1000)
 

@@ -364,6 +364,9 @@ class Proxy:
         return headers
 
 
+_DECODER = json.JSONDecoder()
+
+
 def attempt_error_type(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamTimeout):
         return "timeout"
@@ -383,13 +386,18 @@ def _tokens(usage: Any) -> tuple[int | None, int | None]:
 
 
 def usage_of(body: bytes) -> tuple[int | None, int | None]:
-    """Token counts from a non-streaming answer (the one place its body is parsed)."""
-    if b'"usage"' not in body:
+    """Token counts from a non-streaming answer: only the ``usage`` object is parsed."""
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return None, None
+    start = body.find(b"{", at)
+    if start < 0:
         return None, None
     try:
-        return _tokens(json.loads(body).get("usage"))
-    except (ValueError, AttributeError):
+        usage, _ = _DECODER.raw_decode(body[start:].decode("utf-8", "replace"))
+    except ValueError:
         return None, None
+    return _tokens(usage)
 
 
 def stream_usage(events: bytes) -> tuple[int | None, int | None]:
