@@ -3,8 +3,9 @@
 This is the hot path, so it skips the framework: Quart would build a Request object,
 title-case every header, push contexts and run two tasks per request — measured, that was
 as much time as the upstream call itself (docs/performance.md). Everything else (models,
-health, metrics, dashboard) stays in Quart. One watcher task per request turns a client
-disconnect into cancellation, so the upstream call is abandoned at once.
+health, metrics, dashboard) stays in Quart. A watcher task turns a client disconnect
+into cancellation, so the upstream call is abandoned; it starts only once a request has run
+for ``WATCH_AFTER`` (100 ms), because most non-streaming answers are done before then.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/v1/chat/completions"
+#: a client that left is noticed within this delay (its disconnect waits in the queue)
+WATCH_AFTER = 0.1
 JSON_TYPE = (b"content-type", b"application/json")
 SSE = [
     (b"content-type", b"text/event-stream"),
@@ -90,7 +93,10 @@ class ChatEndpoint:
             model = body["model"]
             task = asyncio.current_task()
             assert task is not None
-            watcher = asyncio.get_running_loop().create_task(_watch(receive, task, state))
+            # most answers finish in milliseconds: only then is a watcher task worth its cost
+            timer = asyncio.get_running_loop().call_later(
+                WATCH_AFTER, state.start_watching, receive, task
+            )
             try:
                 result = await core.proxy.chat(body, raw, auth, request_id, started)
                 if isinstance(result, Streaming):
@@ -107,7 +113,9 @@ class ChatEndpoint:
                     state.finished = True
                     await send({"type": "http.response.body", "body": result.body})
             finally:
-                watcher.cancel()
+                timer.cancel()
+                if state.watcher is not None:
+                    state.watcher.cancel()
         except NexusError as err:
             failure = err
             err.headers.setdefault("X-Nexus-Request-Id", request_id)
@@ -138,11 +146,16 @@ class ChatEndpoint:
 
 
 class _RequestState:
-    __slots__ = ("disconnected", "finished")
+    __slots__ = ("disconnected", "finished", "watcher")
 
     def __init__(self) -> None:
         self.disconnected = False
         self.finished = False
+        self.watcher: asyncio.Task[None] | None = None
+
+    def start_watching(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        if not self.finished:
+            self.watcher = asyncio.get_running_loop().create_task(_watch(receive, task, self))
 
 
 async def _watch(receive: Receive, task: asyncio.Task[Any], state: _RequestState) -> None:
