@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_p = sub.add_parser("serve", help="run the daemon (zero-config: finds local backends)")
     add_serve_arguments(serve_p)
+    tui = sub.add_parser("tui", help="terminal UI: backends, models, requests, aliases, routing")
+    tui.add_argument("--socket", default=argparse.SUPPRESS, help="control socket of the daemon")
+    tui.add_argument("--read-only", action="store_true", help="hide and refuse every change")
+    tui.add_argument("--view", choices=["backends", "models", "requests", "aliases", "route"])
 
     backends = sub.add_parser("backends", help="list, add, remove or drain backends")
     bsub = backends.add_subparsers(dest="action", metavar="ACTION")
@@ -110,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
             "status": lambda: service.status(args.kind),
         }[args.action]
         return action()
+    if args.command == "tui":
+        from nexus_tui import main as tui_main
+
+        return tui_main(
+            [
+                *(["--socket", args.socket] if args.socket else []),
+                *(["--read-only"] if args.read_only else []),
+                *(["--view", args.view] if args.view else []),
+            ]
+        )
     if args.command == "discover":
         from nexusd.discovery.command import run as discover
 

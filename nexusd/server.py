@@ -164,7 +164,7 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: re-read the config file; an invalid file is refused, the old one stays."""
         try:
-            loaded = load_config(self.loaded.path)
+            loaded = load_config(self.loaded.path, flags=self.loaded.flags)
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             return

@@ -157,6 +157,16 @@ def test_external_edit_is_applied_not_overwritten_by_an_api_edit(with_file) -> N
     assert chat(d, "hand").status_code == 200 and chat(d, "api").status_code == 200
 
 
+def test_edits_keep_env_and_flag_overrides(with_file, monkeypatch) -> None:
+    d, path, _ = with_file()
+    monkeypatch.setenv("NEXUS_ROUTING_STRATEGY", "round_robin")
+    d.call(lambda: setattr(d.core.loaded, "flags", {"routing.max_retries": 0}))
+    assert ctl(d, "aliases", "set", "fast", "llama3:8b")[0] == 0
+    routing = d.call(lambda: d.core.config.routing)
+    assert routing.strategy.value == "round_robin" and routing.max_retries == 0
+    assert 'strategy = "smart"' in path.read_text()  # overrides are applied, never written
+
+
 def test_config_show_has_sources(with_file) -> None:
     d, _, _ = with_file()
     rc, data, _ = ctl(d, "config", "show", schema="config")
@@ -253,6 +263,7 @@ def test_models_and_stats_schemas(fakes, nexus) -> None:
     chat(d, "llama3:8b")
     _, models, _ = ctl(d, "models", schema="models")
     assert {m["id"]: m["aliases"] for m in models} == {"llama3:8b": ["fast"], "llava:7b": []}
+    assert [(b["id"], b["model"]) for b in models[0]["backends"]] == [("box", "llama3:8b")]
     _, stats, _ = ctl(d, "stats", schema="stats")
     assert stats["backends"][0]["requests"] == 1
 

@@ -60,6 +60,8 @@ class LoadedConfig:
     warnings: list[str] = field(default_factory=list)
     #: dotted key -> "default" | "file" | "env" | "flag"
     sources: dict[str, str] = field(default_factory=dict)
+    #: the command-line overrides, re-applied when the file is reloaded or edited
+    flags: dict[str, Any] = field(default_factory=dict)
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -470,7 +472,8 @@ def load_config(
         if explicit:
             warnings.append(f"config file {path} does not exist; using defaults")
     cfg, more, sources = parse_config(data, env=env, flags=flags, path=path if exists else None)
-    return LoadedConfig(cfg, path, exists, warnings + more, sources)
+    kept = {k: v for k, v in (flags or {}).items() if v is not None}
+    return LoadedConfig(cfg, path, exists, warnings + more, sources, kept)
 
 
 def to_plain(value: Any) -> Any:

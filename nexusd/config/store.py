@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +54,22 @@ class ConfigStore:
             text = HEADER
         return tomlkit.parse(text)
 
-    def edit(self, mutate: Callable[[tomlkit.TOMLDocument], None]) -> NexusConfig:
+    def edit(
+        self,
+        mutate: Callable[[tomlkit.TOMLDocument], None],
+        *,
+        flags: Mapping[str, Any] | None = None,
+    ) -> NexusConfig:
         """Apply ``mutate`` to the file's document, validate, write atomically.
 
         Raises ConfigError (nothing written) when the result would not load.
         """
         doc = self.read_document()
         mutate(doc)
-        cfg, _warnings, _sources = parse_config(doc.unwrap(), env={}, path=self.path)
+        # the running config = this file + the same env and flags as at start-up
+        cfg, _warnings, _sources = parse_config(
+            doc.unwrap(), env=os.environ, flags=flags, path=self.path
+        )
         self._write(tomlkit.dumps(doc).encode())
         return cfg
 

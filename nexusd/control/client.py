@@ -179,10 +179,10 @@ class AsyncControlClient:
     async def call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
         try:
             response = await self._http.request(method, path, json=body, params=params)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
-            raise DaemonUnreachable(self.socket, type(exc).__name__) from None
         except httpx.TimeoutException:
             raise DaemonUnreachable(self.socket, "timed out") from None
+        except (httpx.TransportError, FileNotFoundError) as exc:
+            raise DaemonUnreachable(self.socket, type(exc).__name__) from None
         return _raise_for(response)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -190,6 +190,9 @@ class AsyncControlClient:
             async with self._http.stream(
                 "GET", "/v1/events", timeout=httpx.Timeout(5.0, read=None)
             ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for(response)
                 lines = []
                 async for line in response.aiter_lines():
                     lines.append(line)

@@ -141,6 +141,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             MODEL_INFO,
                             obj(
                                 {
+                                    "model": STR,
                                     "id": STR,
                                     "name": STR,
                                     "status": {"enum": STATUSES},

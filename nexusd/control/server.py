@@ -91,7 +91,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         if core.store.changed_on_disk:
             reload_from_disk()
         try:
-            cfg = core.store.edit(mutation)
+            cfg = core.store.edit(mutation, flags=core.loaded.flags)
         except ConfigError as exc:
             raise ControlError(409, "conflict", "; ".join(exc.problems)) from None
         except OSError as exc:
@@ -102,7 +102,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
 
     def reload_from_disk() -> list[str]:
         try:
-            loaded = load_config(core.loaded.path)
+            loaded = load_config(core.loaded.path, flags=core.loaded.flags)
         except ConfigError as exc:
             raise ControlError(
                 422,
@@ -248,11 +248,12 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
                     "aliases": sorted(aliases_by_target.get(model_id, [])),
                     "backends": [
                         {
+                            **b.models[model_id].to_json(),
+                            "model": model_id,
                             "id": b.id,
                             "name": b.name,
                             "status": b.status.value,
                             "routable": b.routable,
-                            **b.models[model_id].to_json(),
                         }
                         for b in serving
                     ],

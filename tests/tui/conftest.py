@@ -3,6 +3,7 @@ be restarted on the same socket, and a bounded wait on a condition between UI ti
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -13,10 +14,11 @@ from typing import Any
 
 import pytest
 import tomlkit
+from rich.console import Console
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 
-from tests.harness import TEST_DEFAULTS, DaemonThread, merge  # noqa: E402
+from tests.harness import TEST_DEFAULTS, DaemonThread, merge
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +35,9 @@ def utc() -> Iterator[None]:
     time.tzset()
 
 
-async def until(pilot: Any, predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> float:
+async def until(
+    pilot: Any, predicate: Callable[[], bool], what: str, timeout: float = 10.0
+) -> float:
     """Let the app process messages until ``predicate()`` holds; returns the seconds waited."""
     start = time.monotonic()
     while True:
@@ -43,6 +47,23 @@ async def until(pilot: Any, predicate: Callable[[], bool], what: str, timeout: f
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.02)
+
+
+async def settle(pilot: Any) -> None:
+    """Wait for the UI's own workers (explain, route, mutations) — not the source's stream,
+    which runs for as long as the app does."""
+    app = pilot.app
+    pending = [w for w in app.workers if w.group != "source"]
+    if pending:  # (an empty list would mean "all workers")
+        await app.workers.wait_for_complete(pending)
+    await pilot.pause()
+
+
+def text_of(widget: Any) -> str:
+    """What a Static shows, as plain text (Rich renderables rendered at width 200)."""
+    console = Console(width=200, file=io.StringIO(), color_system=None, record=True)
+    console.print(widget.content)
+    return console.export_text()
 
 
 def write_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:

@@ -50,4 +50,8 @@ class FakeSource(Source):
 
     @property
     def mutations(self) -> list[tuple[str, str, Any]]:
-        return [c for c in self.calls if c[0] in ("POST", "PUT", "PATCH", "DELETE") and c[1] != "/v1/route"]
+        return [
+            c
+            for c in self.calls
+            if c[0] in ("POST", "PUT", "PATCH", "DELETE") and c[1] != "/v1/route"
+        ]

@@ -9,20 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from textual.widgets import Input
 
 from nexus_tui.app import NexusApp
 from nexus_tui.screens.aliases import AliasesScreen
 from nexus_tui.screens.backends import BackendsScreen
-from nexus_tui.screens.dialogs import AliasForm, ConfirmScreen
+from nexus_tui.screens.dialogs import AddBackendForm, AliasForm, ConfirmScreen
 from nexus_tui.screens.requests import RequestsScreen
 from nexus_tui.screens.route import RouteScreen
 from nexus_tui.source import DaemonSource
 from nexus_tui.widgets.chrome import Banner, StatusLine
 from nexus_tui.widgets.live_table import LiveTable
 from tests.harness import ollama_backend
-from tests.tui.conftest import SocketDaemon, until, write_config
+from tests.tui.conftest import SocketDaemon, settle, text_of, until, write_config
 
 SIZE = (120, 32)
+HEALTH_INTERVAL = 0.5
 
 
 def nexus_app(d: Any, **kwargs: Any) -> NexusApp:
@@ -39,6 +41,11 @@ def shown(app: NexusApp, selector: str, key: str, column: str) -> str:
     if key not in t.visible_keys:
         return ""
     return str(t.get_cell(key, column).plain)
+
+
+def saved(d: Any) -> str:
+    """The daemon's config file as it is on disk now."""
+    return Path(d.config_path).read_text()
 
 
 async def chat(d: Any, model: str) -> httpx.Response:
@@ -60,7 +67,7 @@ async def test_backend_goes_unhealthy_within_one_health_interval(fakes, fake_hos
     fb = fakes("ollama", ["llama3:8b"])
     d = daemon(
         {
-            "health_check": {"interval_seconds": 0.5, "failure_threshold": 1},
+            "health_check": {"interval_seconds": HEALTH_INTERVAL, "failure_threshold": 1},
             "backends": [ollama_backend("local", fb.url)],
         }
     )
@@ -68,15 +75,18 @@ async def test_backend_goes_unhealthy_within_one_health_interval(fakes, fake_hos
     app = nexus_app(d)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, BackendsScreen)
-        await until(pilot, lambda: shown(app, "#backends", "local", "status") == "healthy", "healthy")
+        await until(
+            pilot, lambda: shown(app, "#backends", "local", "status") == "healthy", "healthy"
+        )
         await asyncio.to_thread(fake_host.stop, fb)
         waited = await until(
             pilot,
             lambda: shown(app, "#backends", "local", "status") == "unhealthy",
             "the backend to show as unhealthy",
         )
-        # one health interval (0.5 s), plus the probe and the event's trip to the screen
-        assert waited < 1.5, waited
+        # the next probe comes within one interval; allow as much again for the probe and
+        # the event's trip to the screen on a loaded machine (measured: 0.1-0.25 s)
+        assert waited < 2 * HEALTH_INTERVAL, waited
 
 
 async def test_requests_view_shows_a_request_made_during_the_test(fakes, daemon):
@@ -100,9 +110,8 @@ async def test_requests_view_shows_a_request_made_during_the_test(fakes, daemon)
         # enter explains it (GET /v1/requests/{id})
         await select_row(pilot, table(app, "#requests"), rid)
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        text = str(app.screen.query_one("#explain").render())
+        await settle(pilot)
+        text = text_of(app.screen.query_one("#explain"))
         assert "ROUTE" in text or "OK" in text
         assert "local" in text and "Attempts" in text
 
@@ -127,20 +136,23 @@ async def test_alias_created_in_the_tui_is_routable_and_saved(fakes, daemon):
             lambda: shown(app, "#aliases", "quick", "target") == "llama3:8b",
             "the new alias row",
         )
-        assert "nexusctl aliases set quick llama3:8b" in str(app.screen.query_one(StatusLine).render())
+        assert "nexusctl aliases set quick llama3:8b" in text_of(app.screen.query_one(StatusLine))
     response = await chat(d, "quick")
     assert response.status_code == 200, response.text
     assert fb.chat_requests[-1].json["model"] == "llama3:8b"
-    assert 'quick = "llama3:8b"' in Path(d.config_path).read_text()
+    assert 'quick = "llama3:8b"' in saved(d)
 
 
 async def test_alias_cycle_is_refused_with_the_daemons_message(fakes, daemon):
     fb = fakes("ollama", ["llama3:8b"])
     d = daemon(
-        {"backends": [ollama_backend("local", fb.url)], "routing": {"aliases": {"fast": "llama3:8b"}}}
+        {
+            "backends": [ollama_backend("local", fb.url)],
+            "routing": {"aliases": {"fast": "llama3:8b"}},
+        }
     )
     d.wait_healthy("local")
-    before = Path(d.config_path).read_text()
+    before = saved(d)
     app = nexus_app(d)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.connection.state == "connected", "connected")
@@ -148,14 +160,14 @@ async def test_alias_cycle_is_refused_with_the_daemons_message(fakes, daemon):
         form = app.screen
         assert isinstance(form, AliasForm)
         error = form.query_one("#form-error")
-        await until(pilot, lambda: "circular" in str(error.render()), "the daemon's refusal")
-        message = str(error.render())
+        await until(pilot, lambda: "circular" in text_of(error), "the daemon's refusal")
+        message = text_of(error)
         assert "'fast' → 'llama3:8b' → 'fast'" in message
         assert isinstance(app.screen, AliasForm)  # still open, to fix the input
         await pilot.press("escape")
         assert isinstance(app.screen, AliasesScreen)
         assert "llama3:8b" not in table(app, "#aliases").visible_keys
-    assert Path(d.config_path).read_text() == before
+    assert saved(d) == before
 
 
 async def test_drain_stops_new_requests_to_that_backend(fakes, daemon):
@@ -174,7 +186,7 @@ async def test_drain_stops_new_requests_to_that_backend(fakes, daemon):
         await until(
             pilot, lambda: shown(app, "#backends", "first", "status") == "draining", "draining"
         )
-        assert "nexusctl backends drain first" in str(app.screen.query_one(StatusLine).render())
+        assert "nexusctl backends drain first" in text_of(app.screen.query_one(StatusLine))
         served = [(await chat(d, "llama3:8b")).headers["x-nexus-backend"] for _ in range(6)]
         assert served == ["second"] * 6
         # and `d` again undrains
@@ -183,7 +195,7 @@ async def test_drain_stops_new_requests_to_that_backend(fakes, daemon):
         await until(
             pilot, lambda: shown(app, "#backends", "first", "status") == "healthy", "undrained"
         )
-        assert "--undo" in str(app.screen.query_one(StatusLine).render())
+        assert "--undo" in text_of(app.screen.query_one(StatusLine))
 
 
 async def test_route_view_explains_an_exclusion(fakes, daemon):
@@ -198,29 +210,39 @@ async def test_route_view_explains_an_exclusion(fakes, daemon):
         await pilot.press(*"llama3:8b")
         app.screen.query_one("#route-vision").value = True
         await pilot.press("ctrl+r")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        text = str(app.screen.query_one("#route-explain").render())
+        await settle(pilot)
+        text = text_of(app.screen.query_one("#route-explain"))
         assert "REJECT" in text
         assert "capabilities" in text and "lacks vision" in text and "local" in text
-        assert "nexusctl route llama3:8b --vision" in str(app.screen.query_one(StatusLine).render())
+        assert "nexusctl route llama3:8b --vision" in text_of(app.screen.query_one(StatusLine))
 
 
-async def test_remove_backend_asks_first(fakes, daemon):
+async def test_add_a_backend_by_url_then_remove_it_after_confirming(fakes, daemon):
     fb = fakes("ollama", ["llama3:8b"])
+    other = fakes("vllm", ["llama3:8b"])
     d = daemon({"backends": [ollama_backend("local", fb.url)]})
     d.wait_healthy("local")
     app = nexus_app(d)
     async with app.run_test(size=SIZE) as pilot:
         t = table(app, "#backends")
         await until(pilot, lambda: "local" in t.visible_keys, "the backend")
+        await pilot.press("a")
+        assert isinstance(app.screen, AddBackendForm)
+        app.screen.query_one("#url", Input).value = other.url
+        await pilot.press("enter")
+        await until(pilot, lambda: len(t.visible_keys) == 2, "the new backend", 10)
+        added = next(k for k in t.visible_keys if k != "local")
+        assert shown(app, "#backends", added, "type") == "vllm"  # detected by the daemon
+        assert other.url in saved(d)
+        await select_row(pilot, t, added)
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # the default answer is no
-        assert "local" in t.visible_keys
+        assert added in t.visible_keys
         await pilot.press("x", "y")
-        await until(pilot, lambda: "local" not in t.visible_keys, "the row to go")
-    assert fb.url not in Path(d.config_path).read_text()
+        await until(pilot, lambda: added not in t.visible_keys, "the row to go")
+        assert f"nexusctl backends rm {added}" in text_of(app.screen.query_one(StatusLine))
+    assert other.url not in saved(d)
 
 
 async def test_daemon_killed_then_restarted_on_the_same_socket(fakes, tmp_path, socket_path):
@@ -240,8 +262,8 @@ async def test_daemon_killed_then_restarted_on_the_same_socket(fakes, tmp_path, 
             await until(pilot, lambda: "local" in table(app, "#backends").visible_keys, "data")
             await asyncio.to_thread(first.stop)
             await until(pilot, lambda: banner.display, "the disconnected banner")
-            assert "disconnected" in str(banner.render())
-            assert "retrying in" in str(banner.render())
+            assert "disconnected" in text_of(banner)
+            assert "retrying in" in text_of(banner)
             assert app.is_running  # no crash
             second = await asyncio.to_thread(start)
             await until(pilot, lambda: app.connection.state == "connected", "reconnect", 10)

@@ -1,0 +1,1 @@
+"""Full screens (one per view, plus detail screens) and modal dialogs."""

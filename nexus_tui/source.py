@@ -1,0 +1,219 @@
+"""The data source: the only part of the TUI that talks to the daemon.
+
+``Source`` is the interface the app depends on; ``DaemonSource`` implements it over the
+control socket with ``AsyncControlClient``: it opens the live event stream (``GET
+/v1/events``), loads a snapshot (status, backends, aliases, fallbacks, recent requests and
+the ``[tui.keymap]`` config), posts both to the app as messages, polls the counters that
+have no events (pending, latency EMA) every few seconds, and when the daemon goes away it
+posts ``Disconnected`` with a countdown and reconnects with backoff — never raising into
+the UI. Tests swap in a fake source with fixed data (tests/tui/fake_source.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nexus_tui.messages import (
+    BackendRefreshed,
+    Connected,
+    DaemonEvent,
+    Disconnected,
+    Polled,
+    SnapshotLoaded,
+)
+from nexus_tui.state import MAX_REQUESTS
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from nexusd.control.client import AsyncControlClient
+
+
+class Source:
+    """What the app needs from a data source. Subclass it (see ``DaemonSource``)."""
+
+    #: shown in the banner and the header ("where are we connected")
+    where: str = "?"
+
+    async def run(self, app: App[Any]) -> None:
+        """Post ``Connected``/``SnapshotLoaded``/``DaemonEvent``/… to ``app`` until cancelled."""
+        raise NotImplementedError
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One control-API request; raises ``nexusd.control.client.ControlError`` subclasses:
+        ``Refused`` (the daemon said no, with its message) or ``DaemonUnreachable``."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def fetch_snapshot(call: Any) -> dict[str, Any]:
+    """Everything the views need, fetched concurrently with ``call(method, path)``."""
+
+    async def keymap() -> Any:
+        from nexusd.control.client import Refused
+
+        try:  # optional: a daemon without [tui.keymap] support still gets a working TUI
+            config = await call("GET", "/v1/config")
+        except Refused:
+            return {}
+        return ((config or {}).get("values") or {}).get("tui.keymap", {}).get("value") or {}
+
+    status, backends, aliases, fallbacks, requests, keys = await asyncio.gather(
+        call("GET", "/v1/status"),
+        call("GET", "/v1/backends"),
+        call("GET", "/v1/aliases"),
+        call("GET", "/v1/fallbacks"),
+        call("GET", f"/v1/requests?limit={MAX_REQUESTS}"),
+        keymap(),
+    )
+    return {
+        "status": status,
+        "backends": backends["backends"],
+        "aliases": aliases["aliases"],
+        "fallbacks": fallbacks["fallbacks"],
+        "requests": requests["requests"],
+        "keymap": keys if isinstance(keys, dict) else {},
+    }
+
+
+class _StreamEnded(Exception):
+    pass
+
+
+class DaemonSource(Source):
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        *,
+        poll_interval: float = 2.0,
+        backoff_start: float = 0.5,
+        backoff_max: float = 5.0,
+    ) -> None:
+        from nexusd.control.location import find_socket
+
+        self.socket = find_socket(socket)
+        self.where = str(self.socket)
+        self.poll_interval = poll_interval
+        self.backoff_start, self.backoff_max = backoff_start, backoff_max
+        self._client: AsyncControlClient | None = None
+
+    def _new_client(self) -> AsyncControlClient:
+        from nexusd.control.client import AsyncControlClient
+
+        return AsyncControlClient(self.socket)
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        if self._client is None:
+            self._client = self._new_client()
+        return await self._client.call(method, path, body)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def run(self, app: App[Any]) -> None:
+        # httpx is the heaviest import of the TUI: load it off the UI thread
+        await asyncio.to_thread(importlib.import_module, "nexusd.control.client")
+        delay = self.backoff_start
+        while True:
+            reason = await self._session(app)
+            if reason is None:  # connected for a while, then lost: start the backoff again
+                delay = self.backoff_start
+                continue
+            remaining = delay
+            while remaining > 0:
+                app.post_message(Disconnected(self.where, reason, math.ceil(remaining)))
+                step = min(1.0, remaining)
+                await asyncio.sleep(step)
+                remaining -= step
+            delay = min(delay * 2, self.backoff_max)
+
+    async def _session(self, app: App[Any]) -> str | None:
+        """One connection: returns why it could not connect, or None after a lost connection
+        (which is reported at once and retried after the first backoff step)."""
+        from nexusd.control.client import DaemonUnreachable
+
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+        self._client = client = self._new_client()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        tasks: list[asyncio.Task[Any]] = []
+        connected = False
+        try:
+            # subscribe first, so nothing that happens while the snapshot loads is missed
+            tasks.append(asyncio.create_task(self._pump(client, queue)))
+            snapshot = await fetch_snapshot(self.call)
+            connected = True
+            app.post_message(Connected(self.where))
+            app.post_message(SnapshotLoaded(snapshot))
+            tasks.append(asyncio.create_task(self._poll(queue)))
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                await self._handle(app, item)
+        except asyncio.CancelledError:
+            raise
+        except DaemonUnreachable:
+            reason = f"no Nexus daemon answers on {self.where}"
+        except _StreamEnded as exc:
+            reason = str(exc)
+        except Exception as exc:  # a broken daemon must never crash the UI
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if connected:
+            app.post_message(Disconnected(self.where, reason, math.ceil(self.backoff_start)))
+            await asyncio.sleep(self.backoff_start)
+            return None
+        return reason
+
+    async def _handle(self, app: App[Any], event: dict[str, Any]) -> None:
+        from nexusd.control.client import Refused
+
+        kind = event.get("type")
+        if kind == "_poll":
+            app.post_message(Polled(event["status"], event["backends"]["backends"]))
+            return
+        app.post_message(DaemonEvent(event))
+        if kind == "backend.status":
+            # the event carries the status, not the flags (enabled, draining, priority)
+            with contextlib.suppress(Refused):
+                backend = await self.call("GET", f"/v1/backends/{event['data']['id']}")
+                app.post_message(BackendRefreshed(backend))
+        elif kind in ("gap", "config.reloaded"):
+            app.post_message(SnapshotLoaded(await fetch_snapshot(self.call)))
+
+    async def _pump(self, client: AsyncControlClient, queue: asyncio.Queue[Any]) -> None:
+        try:
+            async for event in client.events():
+                queue.put_nowait(event)
+            queue.put_nowait(_StreamEnded("the daemon closed the event stream (stopped?)"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            queue.put_nowait(exc)
+
+    async def _poll(self, queue: asyncio.Queue[Any]) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.poll_interval)
+                status, backends = await asyncio.gather(
+                    self.call("GET", "/v1/status"), self.call("GET", "/v1/backends")
+                )
+                queue.put_nowait({"type": "_poll", "status": status, "backends": backends})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            queue.put_nowait(exc)
