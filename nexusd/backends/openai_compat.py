@@ -18,19 +18,27 @@ class GenericAgent(BackendAgent):
     """Any OpenAI-compatible server; exo and OpenAI itself need nothing more."""
 
 
+async def _health_endpoint(agent: BackendAgent, timeout: float, loading: str) -> ProbeResult | None:
+    """``GET /health``: None when ready; 503 means still loading; anything else is down."""
+    try:
+        status = await agent.get_status("/health", timeout)
+    except ProbeFailed as exc:
+        return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
+    if status == 503:
+        return ProbeResult(BackendStatus.LOADING, error=loading)
+    if status >= 300:
+        return ProbeResult(BackendStatus.UNHEALTHY, error=f"GET /health returned HTTP {status}")
+    return None
+
+
 class LlamaCppAgent(BackendAgent):
     """llama.cpp server: ``/health`` (503 while loading), ``/v1/models`` meta and ``/props``."""
 
     async def probe(self, timeout: float) -> ProbeResult:
         started = time.perf_counter()
-        try:
-            status = await self.get_status("/health", timeout)
-        except ProbeFailed as exc:
-            return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
-        if status == 503:
-            return ProbeResult(BackendStatus.LOADING, error="model is loading")
-        if status >= 300:
-            return ProbeResult(BackendStatus.UNHEALTHY, error=f"GET /health returned HTTP {status}")
+        not_ready = await _health_endpoint(self, timeout, "model is loading")
+        if not_ready is not None:
+            return not_ready
         latency = (time.perf_counter() - started) * 1000
         listing, props = await asyncio.gather(
             self.get_json("/v1/models", timeout), self._props(timeout), return_exceptions=True
@@ -84,15 +92,8 @@ class VllmAgent(BackendAgent):
     """vLLM: ``/health`` for the engine, ``/v1/models`` carries ``max_model_len``."""
 
     async def probe(self, timeout: float) -> ProbeResult:
-        try:
-            status = await self.get_status("/health", timeout)
-        except ProbeFailed as exc:
-            return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
-        if status == 503:
-            return ProbeResult(BackendStatus.LOADING, error="engine is starting")
-        if status >= 300:
-            return ProbeResult(BackendStatus.UNHEALTHY, error=f"GET /health returned HTTP {status}")
-        return await super().probe(timeout)
+        not_ready = await _health_endpoint(self, timeout, "engine is starting")
+        return not_ready or await super().probe(timeout)
 
 
 class LmStudioAgent(BackendAgent):
