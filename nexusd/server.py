@@ -103,6 +103,7 @@ class Daemon:
         hcfg.errorlog = logging.getLogger("nexus.http")
         hcfg.graceful_timeout = 2.0  # our drain already ran; this only closes idle connections
         hcfg.keep_alive_timeout = 75.0
+        hcfg.keep_alive_max_requests = 1_000_000  # do not recycle busy keep-alive clients
         return hcfg
 
     async def run(self) -> None:
