@@ -70,10 +70,6 @@ class Streaming:
     headers: dict[str, str]
 
 
-class RequestFailed(NexusError):
-    """Wrapper so the API layer can attach headers (request id) to a routing error."""
-
-
 @dataclass(slots=True)
 class _Success:
     backend: Backend

@@ -204,20 +204,26 @@ def test_failover_before_first_byte_counts_passive_failure(
     d.wait_idle()
 
 
+def preferred_pair(nexus, bad_url: str, good_url: str):
+    """A daemon preferring backend "bad" (priority 1) over "good" (priority 90)."""
+    d = nexus(
+        {
+            "backends": [
+                ollama_backend("bad", bad_url, priority=1),
+                ollama_backend("good", good_url, priority=90),
+            ]
+        }
+    )
+    d.wait_healthy("bad", "good")
+    return d
+
+
 @pytest.mark.parametrize("status", [429, 503, 500])
 def test_retryable_upstream_status_fails_over(fakes, nexus, status: int) -> None:
     bad = fakes("ollama", ["llama3:8b"])
     good = fakes("ollama", ["llama3:8b"], reply="good one")
     bad.faults.fail_status = status
-    d = nexus(
-        {
-            "backends": [
-                ollama_backend("bad", bad.url, priority=1),
-                ollama_backend("good", good.url, priority=90),
-            ]
-        }
-    )
-    d.wait_healthy("bad", "good")
+    d = preferred_pair(nexus, bad.url, good.url)
     r = chat(d.url)
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "good one"
@@ -228,15 +234,7 @@ def test_upstream_400_passed_through_unchanged(fakes, nexus) -> None:
     bad = fakes("ollama", ["llama3:8b"])
     good = fakes("ollama", ["llama3:8b"])
     bad.faults.fail_status = 400
-    d = nexus(
-        {
-            "backends": [
-                ollama_backend("bad", bad.url, priority=1),
-                ollama_backend("good", good.url, priority=90),
-            ]
-        }
-    )
-    d.wait_healthy("bad", "good")
+    d = preferred_pair(nexus, bad.url, good.url)
     r = chat(d.url)
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_request_error"

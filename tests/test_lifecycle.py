@@ -110,11 +110,8 @@ def _stream_lines(url: str, out: list[str], first: threading.Event) -> None:
                 first.set()
 
 
-@pytest.mark.slow
-def test_sigterm_lets_inflight_stream_finish_and_exits_0(fakes, daemon_process) -> None:
-    fake = fakes("ollama", ["llama3:8b"], chunks=15)
-    fake.faults.chunk_delay_s = 0.1
-    d = daemon_process(_config(fake.url))
+def _sigterm_mid_stream(d: DaemonProcess) -> list[str]:
+    """Start a stream, SIGTERM the daemon after its first event; the daemon must exit 0."""
     d.wait_healthy()
     lines: list[str] = []
     first = threading.Event()
@@ -124,6 +121,15 @@ def test_sigterm_lets_inflight_stream_finish_and_exits_0(fakes, daemon_process) 
     d.proc.send_signal(signal.SIGTERM)
     client.join(30)
     assert d.proc.wait(20) == 0, "".join(d.log)
+    return lines
+
+
+@pytest.mark.slow
+def test_sigterm_lets_inflight_stream_finish_and_exits_0(fakes, daemon_process) -> None:
+    fake = fakes("ollama", ["llama3:8b"], chunks=15)
+    fake.faults.chunk_delay_s = 0.1
+    d = daemon_process(_config(fake.url))
+    lines = _sigterm_mid_stream(d)
     assert lines[-1] == "data: [DONE]"
     contents = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
     assert (
@@ -139,15 +145,7 @@ def test_sigterm_drain_deadline_ends_stream_with_error_event(fakes, daemon_proce
     d = daemon_process(
         _config(fake.url).replace("shutdown_timeout_seconds = 10", "shutdown_timeout_seconds = 1")
     )
-    d.wait_healthy()
-    lines: list[str] = []
-    first = threading.Event()
-    client = threading.Thread(target=_stream_lines, args=(d.url, lines, first))
-    client.start()
-    assert first.wait(10)
-    d.proc.send_signal(signal.SIGTERM)
-    client.join(30)
-    assert d.proc.wait(20) == 0, "".join(d.log)
+    lines = _sigterm_mid_stream(d)
     last = json.loads(lines[-1][6:])
     assert "shutting down" in last["error"]["message"]
 
