@@ -211,11 +211,14 @@ class Nexus:
         if self.inflight <= 0 and self.shutting_down:
             self._idle.set()
         latency_ms = (time.perf_counter() - trace.started_perf) * 1000
-        record = RequestRecord.from_trace(trace, latency_ms)
+        self.record(RequestRecord.from_trace(trace, latency_ms), trace.prompt_preview)
+
+    def record(self, record: RequestRecord, prompt_preview: str | None = None) -> None:
+        """The single hand-off of a finished request to every consumer."""
         self.metrics.observe(record)
         self.stats.observe(record)
         self.history.add(record)
-        log_completion(record, trace.prompt_preview)
+        log_completion(record, prompt_preview)
         if self.bus.has_subscribers:
             self.bus.publish("request.completed", record.to_json())
 

@@ -35,6 +35,8 @@ class RequestRecord:
     error_type: str | None
     error: str | None
     failed_backends: tuple[str, ...] = ()
+    #: which API the client called: "chat" | "completions" | "embeddings"
+    endpoint: str = "chat"
 
     @property
     def ok(self) -> bool:
