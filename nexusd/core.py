@@ -23,24 +23,24 @@ from nexusd.config.schema import BackendConfig, NexusConfig
 from nexusd.config.store import ConfigStore
 from nexusd.discovery.mdns import MdnsDiscovery
 from nexusd.discovery.probe import LocalProbe
-from nexusd.errors import NexusError
 from nexusd.events import EventBus
+from nexusd.exchange import Exchange
+from nexusd.gateway import Gateway
 from nexusd.health import HealthChecker
 from nexusd.history import History
 from nexusd.logs import log_completion
 from nexusd.metrics import Metrics
-from nexusd.proxy import Proxy
 from nexusd.records import RequestRecord
 from nexusd.registry import Backend, Registry, normalise_url
-from nexusd.routing.decisions import DecisionLog, RequestTrace
-from nexusd.routing.intent import Requirements
+from nexusd.routing.decisions import DecisionLog
 from nexusd.routing.pipeline import Pipeline
 from nexusd.stats import Stats
 from nexusd.tasks import supervise
-from nexusd.types import DiscoverySource, PrivacyZone
+from nexusd.tokens import counter
+from nexusd.types import DiscoverySource, Endpoint, PrivacyZone
 
 if TYPE_CHECKING:
-    from nexusd.proxy import StreamRelay
+    from nexusd.relay import StreamRelay
 
 log = logging.getLogger("nexus.core")
 
@@ -65,7 +65,7 @@ class Nexus:
         )
         self.probe = LocalProbe(self)
         self.mdns = MdnsDiscovery(self)
-        self.proxy = Proxy(self)
+        self.gateway = Gateway(self)
         s = cfg.server
         self.timeouts = Timeouts(
             connect=s.connect_timeout_seconds,
@@ -102,6 +102,8 @@ class Nexus:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector)
         await self.history.start()
+        # tokenizer files load in a thread now, not inside the first request that needs them
+        self._tasks.append(asyncio.ensure_future(counter().warm()))
         for bc in self.config.backends:
             self.add_backend(backend_from_config(bc), check=False)
         if self.config.health_check.enabled:
@@ -195,23 +197,24 @@ class Nexus:
                 if changed:
                     for name in changed:
                         setattr(existing, name, getattr(fresh, name))
+                    if existing.agent is not None:
+                        transport = existing.agent.transport
+                        transport.forward_client_auth = existing.forward_client_auth
                     self.registry.publish_status(existing, existing.health)
                     changes.append(f"backend {bid} updated")
         return changes
 
     # --- in-flight accounting and draining -----------------------------------------------------
 
-    def request_started(self) -> None:
+    def open_exchange(self, endpoint: Endpoint) -> Exchange:
+        """Every request starts here; its ``finish()`` is the only way it ends (design §2)."""
         self.inflight += 1
+        return Exchange(endpoint, self.record, on_finish=self._exchange_finished)
 
-    def request_finished(self, trace: RequestTrace) -> None:
-        """The one hand-off at the end of every request: record → metrics, stats, history,
-        the completion log line and the event bus."""
+    def _exchange_finished(self, exchange: Exchange) -> None:
         self.inflight -= 1
         if self.inflight <= 0 and self.shutting_down:
             self._idle.set()
-        latency_ms = (time.perf_counter() - trace.started_perf) * 1000
-        self.record(RequestRecord.from_trace(trace, latency_ms), trace.prompt_preview)
 
     def record(self, record: RequestRecord, prompt_preview: str | None = None) -> None:
         """The single hand-off of a finished request to every consumer."""
@@ -221,22 +224,6 @@ class Nexus:
         log_completion(record, prompt_preview)
         if self.bus.has_subscribers:
             self.bus.publish("request.completed", record.to_json())
-
-    def finish_request(
-        self, request_id: str, started: float, model: object, error: NexusError | None
-    ) -> None:
-        """End of a request answered without a stream (success, routing error, bad input)."""
-        trace = self.decisions.get(request_id)
-        if trace is None:  # refused before routing (bad body, shutting down)
-            name = model if isinstance(model, str) else ""
-            trace = RequestTrace(
-                request_id, name, name, [], Requirements(), False, started_perf=started
-            )
-            trace.outcome = "error"
-            if error is not None:
-                trace.status, trace.error = error.status, error.message
-                trace.error_type = error.error_type
-        self.request_finished(trace)
 
     async def drain(self, timeout: float) -> bool:
         """Refuse new requests, let in-flight ones finish; past ``timeout`` end open streams.

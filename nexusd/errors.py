@@ -2,6 +2,8 @@
 
     NexusError
     ├── InvalidRequest          400 invalid_request_error
+    │   ├── NotCapable          400 invalid_request_error / model_not_capable |
+    │   │                           context_length_exceeded | wrong_endpoint
     │   └── PayloadTooLarge     413 invalid_request_error / payload_too_large
     ├── ModelNotFound           404 invalid_request_error / model_not_found
     ├── RouteNotFound           404 invalid_request_error / not_found
@@ -64,6 +66,15 @@ class InvalidRequest(NexusError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request_error"
+
+
+class NotCapable(InvalidRequest):
+    """No backend can ever serve this request as sent (a stated capability is missing):
+    retrying cannot help, so this is the client's 400, never a 503."""
+
+    def __init__(self, message: str, *, code: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.code = code  # type: ignore[misc]
 
 
 class PayloadTooLarge(InvalidRequest):

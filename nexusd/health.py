@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from nexusd.backends.base import ProbeResult
+from nexusd.backends.prober import ProbeResult
 from nexusd.config.schema import HealthCheckConfig
 from nexusd.registry import Backend, Registry
 from nexusd.types import BackendStatus

@@ -54,7 +54,9 @@ class RequestRecord:
         return data
 
     @classmethod
-    def from_trace(cls, trace: RequestTrace, latency_ms: float) -> RequestRecord:
+    def from_trace(
+        cls, trace: RequestTrace, latency_ms: float, endpoint: str = "chat"
+    ) -> RequestRecord:
         ok = trace.outcome == "ok"
         attempts = trace.attempts
         failed = tuple(dict.fromkeys(a.backend for a in attempts if a.outcome == "failed"))
@@ -81,4 +83,5 @@ class RequestRecord:
             error_type=trace.error_type,
             error=trace.error,
             failed_backends=failed,
+            endpoint=endpoint,
         )

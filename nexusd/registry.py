@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nexusd.events import EventBus
+from nexusd.lease import CapacitySignal, Lease
 from nexusd.types import (
     BackendStatus,
     BackendType,
@@ -23,7 +24,7 @@ from nexusd.types import (
 )
 
 if TYPE_CHECKING:
-    from nexusd.backends.base import BackendAgent
+    from nexusd.backends.agent import BackendAgent
 
 EMA_WEIGHT = 0.2
 
@@ -71,6 +72,12 @@ class Backend:
     consecutive_successes: int = 0
     added_at: float = field(default_factory=time.time)
     agent: BackendAgent | None = None
+    #: notified at every lease release: what a request waiting for capacity waits on
+    capacity_freed: CapacitySignal = field(default_factory=CapacitySignal)
+
+    def lease(self) -> Lease:
+        """Count one request in flight here until the lease is released (exactly once)."""
+        return Lease(self)
 
     @property
     def status(self) -> BackendStatus:

@@ -44,6 +44,19 @@ class DiscoverySource(StrEnum):
     MANUAL = "manual"
 
 
+class Endpoint(StrEnum):
+    """Which inference API a request called; decides which models can serve it."""
+
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+    @property
+    def generates(self) -> bool:
+        """Chat and legacy completions need a generative model; embeddings need the other kind."""
+        return self is not Endpoint.EMBEDDINGS
+
+
 class PrivacyZone(StrEnum):
     """Most to least trusted. ``open`` is accepted in config as a synonym of ``public``."""
 
@@ -64,6 +77,18 @@ class ModelInfo:
     embeddings: bool = False
     loaded: bool | None = None
     max_output_tokens: int | None = None
+    #: the capability fields the backend itself (or the config) stated; the rest are guesses
+    #: from the name. Only stated facts may refuse a request (design §2: hard vs soft).
+    reported: frozenset[str] = frozenset()
+
+    def knows(self, capability: str) -> bool:
+        return capability in self.reported
+
+    def report(self, **facts: object) -> None:
+        """Set capability fields from the backend's own metadata and mark them as stated."""
+        for name, value in facts.items():
+            setattr(self, name, value)
+        self.reported = self.reported | facts.keys()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -77,6 +102,7 @@ class ModelInfo:
             },
             "loaded": self.loaded,
             "max_output_tokens": self.max_output_tokens,
+            "reported": sorted(self.reported),
         }
 
 
@@ -91,13 +117,10 @@ class ModelOverride:
     embeddings: bool | None = None
 
     def apply(self, model: ModelInfo) -> None:
-        if self.context_length is not None:
-            model.context_length = self.context_length
-        if self.vision is not None:
-            model.vision = self.vision
-        if self.tools is not None:
-            model.tools = self.tools
-        if self.json_mode is not None:
-            model.json_mode = self.json_mode
-        if self.embeddings is not None:
-            model.embeddings = self.embeddings
+        """A config override is a stated fact, like the backend's own metadata."""
+        facts = {
+            name: value
+            for name in ("context_length", "vision", "tools", "json_mode", "embeddings")
+            if (value := getattr(self, name)) is not None
+        }
+        model.report(**facts)

@@ -388,7 +388,8 @@ def test_framework_errors_are_enveloped(nexus) -> None:
     assert "No models available" in no_models.json()["error"]["message"]
 
 
-def test_capability_mismatch_is_503_with_reasons(fakes, nexus) -> None:
+def test_stated_capability_mismatch_is_400_with_the_fix(fakes, nexus) -> None:
+    """Ollama's /api/show states the model has no vision: no backend can ever serve it."""
     fake = fakes("ollama", ["llama3:8b"])
     d = nexus({"backends": [ollama_backend("box", fake.url)]})
     d.wait_healthy("box")
@@ -404,10 +405,16 @@ def test_capability_mismatch_is_503_with_reasons(fakes, nexus) -> None:
             }
         ],
     )
-    assert r.status_code == 503
+    assert r.status_code == 400
+    assert "retry-after" not in r.headers
     body = r.json()
-    assert "lacks vision" in body["error"]["message"]
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["code"] == "model_not_capable"
+    message = body["error"]["message"]
+    assert "'llama3:8b' lacks vision: it cannot take image input" in message
+    assert 'models."llama3:8b".vision = true' in message
     assert body["context"]["available_backends"] == ["box"]
+    assert fake.chat_requests == []  # nothing was sent
     assert body["context"]["rejections"][0]["stage"] == "capabilities"
 
 

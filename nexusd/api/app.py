@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, Response
 
 from nexusd import __version__
-from nexusd.api.chat import ChatEndpoint
 from nexusd.api.dashboard import install_dashboard
 from nexusd.api.errors import install_error_handlers
+from nexusd.api.inference import InferenceEndpoint
 from nexusd.errors import ModelNotFound
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from nexusd.routing.aliases import resolve_alias
@@ -25,9 +25,9 @@ JSON = "application/json"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(core: Nexus) -> ChatEndpoint:
-    """The public ASGI app: the chat hot path in plain ASGI, everything else in Quart."""
-    return ChatEndpoint(core, create_quart_app(core))
+def create_app(core: Nexus) -> InferenceEndpoint:
+    """The public ASGI app: the inference hot path in plain ASGI, everything else in Quart."""
+    return InferenceEndpoint(core, create_quart_app(core))
 
 
 def create_quart_app(core: Nexus) -> Quart:

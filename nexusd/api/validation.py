@@ -1,4 +1,7 @@
-"""Validation of a chat request body: only what routing needs; the rest passes through."""
+"""Validation of inference request bodies: only what routing needs; the rest passes through.
+
+Each check rejects only what no backend could serve, with a message saying what to fix.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ from typing import Any
 
 from nexusd.errors import InvalidRequest
 
+#: OpenAI's limit on inputs in one embeddings request
+MAX_EMBEDDING_INPUTS = 2048
 
-def parse_chat_body(raw: bytes) -> dict[str, Any]:
-    """Validate only what routing needs; everything else is forwarded untouched."""
+
+def _parse_object(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -25,6 +30,19 @@ def parse_chat_body(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"'model' must be a non-empty string, got {_json_kind(model)}", param="model"
         )
+    return body
+
+
+def _check_stream(body: dict[str, Any]) -> None:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest(
+            f"'stream' must be true or false, got {_json_kind(stream)}", param="stream"
+        )
+
+
+def parse_chat_body(raw: bytes) -> dict[str, Any]:
+    body = _parse_object(raw)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest("'messages' is required: a list of chat messages", param="messages")
@@ -32,11 +50,61 @@ def parse_chat_body(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"'messages' must be a list, got {_json_kind(messages)}", param="messages"
         )
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
+    _check_stream(body)
+    return body
+
+
+def parse_completions_body(raw: bytes) -> dict[str, Any]:
+    """Legacy text completions: ``prompt`` is a string, strings, or token-id arrays."""
+    body = _parse_object(raw)
+    prompt = body.get("prompt")
+    if prompt is None:
         raise InvalidRequest(
-            f"'stream' must be true or false, got {_json_kind(stream)}", param="stream"
+            "'prompt' is required: the text to complete (a string or a list of strings)",
+            param="prompt",
         )
+    if not isinstance(prompt, str | list):
+        raise InvalidRequest(
+            f"'prompt' must be a string or a list, got {_json_kind(prompt)}", param="prompt"
+        )
+    _check_stream(body)
+    return body
+
+
+def parse_embeddings_body(raw: bytes) -> dict[str, Any]:
+    """``input`` is a string or a non-empty list (strings or token-id arrays)."""
+    body = _parse_object(raw)
+    inputs = body.get("input")
+    if inputs is None:
+        raise InvalidRequest(
+            "'input' is required: a string or a list of strings to embed", param="input"
+        )
+    if isinstance(inputs, list):
+        if not inputs:
+            raise InvalidRequest("'input' must not be an empty list", param="input")
+        if len(inputs) > MAX_EMBEDDING_INPUTS:
+            raise InvalidRequest(
+                f"'input' has {len(inputs)} items; at most {MAX_EMBEDDING_INPUTS} are allowed "
+                "per request: split the batch",
+                param="input",
+            )
+    elif not isinstance(inputs, str):
+        raise InvalidRequest(
+            f"'input' must be a string or a list, got {_json_kind(inputs)}", param="input"
+        )
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise InvalidRequest(
+            f'\'encoding_format\' must be "float" or "base64", got {json.dumps(fmt)}',
+            param="encoding_format",
+        )
+    dims = body.get("dimensions")
+    if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+        raise InvalidRequest(
+            f"'dimensions' must be a positive integer, got {json.dumps(dims)}", param="dimensions"
+        )
+    if body.get("stream"):
+        raise InvalidRequest("embeddings cannot be streamed: drop 'stream'", param="stream")
     return body
 
 

@@ -1,20 +1,28 @@
-"""Ollama: native endpoints for health and capabilities, its OpenAI layer for chat."""
+"""Ollama: native endpoints for health, capabilities and embeddings; its OpenAI layer for
+chat and legacy completions.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
+import struct
 import time
 from typing import Any
 
-import aiohttp
-
 from nexusd.backends import heuristics
-from nexusd.backends.base import BackendAgent, ProbeFailed, ProbeResult
-from nexusd.types import BackendStatus, ModelInfo
+from nexusd.backends.codec import Call, OpenAICodec, WireRequest, openai_error
+from nexusd.backends.prober import ProbeFailed, Prober, ProbeResult
+from nexusd.backends.upstream import UpstreamProtocolError, UpstreamReply
+from nexusd.types import BackendStatus, Endpoint, ModelInfo
+
+#: embeddings options Ollama's /api/embed understands besides model and input
+_EMBED_OPTIONS = ("dimensions", "truncate", "keep_alive", "options")
 
 
-class OllamaAgent(BackendAgent):
+class OllamaProber(Prober):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: digest -> capabilities from /api/show; a model's digest changes when it is replaced
@@ -55,27 +63,12 @@ class OllamaAgent(BackendAgent):
         if cached is not None:
             return dataclasses.replace(cached)
         try:
-            show = await self._post_json("/api/show", {"model": name}, timeout)
+            show = await self.request_json("POST", "/api/show", timeout, {"model": name})
         except ProbeFailed:
             return heuristics.guess(name)  # not cached: try /api/show again next cycle
         model = _from_show(name, show)
         self._show_cache[digest] = dataclasses.replace(model)
         return model
-
-    async def _post_json(self, path: str, payload: dict[str, Any], timeout: float) -> Any:
-        try:
-            async with self.http.post(
-                self.backend.url + path,
-                json=payload,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                if resp.status >= 300:
-                    raise ProbeFailed(f"POST {path} returned HTTP {resp.status}")
-                return await resp.json(content_type=None)
-        except ProbeFailed:
-            raise
-        except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
-            raise ProbeFailed(f"POST {path}: {exc}") from exc
 
 
 def _from_show(name: str, show: Any) -> ModelInfo:
@@ -84,13 +77,81 @@ def _from_show(name: str, show: Any) -> ModelInfo:
         return model
     caps = show.get("capabilities")
     if isinstance(caps, list):
-        model.vision = "vision" in caps
-        model.tools = "tools" in caps
-        model.embeddings = "embedding" in caps
+        model.report(vision="vision" in caps, tools="tools" in caps)
+        if "embedding" in caps:
+            # an embedding model cannot chat; a chat model can still embed through
+            # /api/embed, so only the positive answer is a fact
+            model.report(embeddings=True)
+        else:
+            model.embeddings = False
     info = show.get("model_info")
     if isinstance(info, dict):
         for key, value in info.items():
             if key.endswith(".context_length") and isinstance(value, int) and value > 0:
-                model.context_length = value
+                model.report(context_length=value)
                 break
     return model
+
+
+class OllamaCodec(OpenAICodec):
+    """Chat and completions through Ollama's OpenAI layer (identity); embeddings through the
+    native ``/api/embed``, the whole batch in one call, translated to OpenAI's shape."""
+
+    def encode(self, call: Call, model: str) -> WireRequest:
+        if call.endpoint is not Endpoint.EMBEDDINGS:
+            return super().encode(call, model)
+        body = call.body
+        wire: dict[str, Any] = {"model": model, "input": body.get("input")}
+        for key in _EMBED_OPTIONS:
+            if key in body:
+                wire[key] = body[key]
+        return WireRequest("/api/embed", json.dumps(wire, ensure_ascii=False).encode())
+
+    def decode(self, call: Call, reply: UpstreamReply, model: str) -> bytes:
+        if call.endpoint is not Endpoint.EMBEDDINGS:
+            return super().decode(call, reply, model)
+        try:
+            native = json.loads(reply.body)
+        except ValueError:
+            native = None
+        vectors = native.get("embeddings") if isinstance(native, dict) else None
+        if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
+            raise UpstreamProtocolError(
+                f"invalid /api/embed response: no 'embeddings' list in {reply.body[:80]!r}"
+            )
+        as_base64 = call.body.get("encoding_format") == "base64"
+        tokens = native.get("prompt_eval_count")
+        tokens = tokens if isinstance(tokens, int) else 0
+        return json.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": _base64(vector) if as_base64 else vector,
+                    }
+                    for i, vector in enumerate(vectors)
+                ],
+                "model": native.get("model") or model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def decode_error(self, call: Call, status: int, body: bytes, content_type: str) -> bytes:
+        """Ollama's native errors are ``{"error": "text"}``: give clients OpenAI's envelope."""
+        if call.endpoint is not Endpoint.EMBEDDINGS:
+            return body
+        try:
+            message = json.loads(body).get("error")
+        except (ValueError, AttributeError):
+            message = None
+        if not isinstance(message, str):
+            message = body[:300].decode("utf-8", "replace") or f"HTTP {status}"
+        return openai_error(message)
+
+
+def _base64(vector: list[float]) -> str:
+    """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

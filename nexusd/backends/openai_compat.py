@@ -1,7 +1,7 @@
 """OpenAI-compatible servers, each probed through its own metadata endpoints.
 
-Chat is identical for all of them (``/v1/chat/completions``); what differs is how they tell
-us they are alive, loading, and what their models can do.
+Inference is identical for all of them (OpenAI's paths, the identity codec); what differs
+is how they tell us they are alive, loading, and what their models can do.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import asyncio
 import time
 from typing import Any
 
-from nexusd.backends.base import BackendAgent, ProbeFailed, ProbeResult
+from nexusd.backends.prober import ProbeFailed, Prober, ProbeResult
 from nexusd.types import BackendStatus, ModelInfo
 
 
-class GenericAgent(BackendAgent):
+class GenericProber(Prober):
     """Any OpenAI-compatible server; exo and OpenAI itself need nothing more."""
 
 
-async def _health_endpoint(agent: BackendAgent, timeout: float, loading: str) -> ProbeResult | None:
+async def _health_endpoint(prober: Prober, timeout: float, loading: str) -> ProbeResult | None:
     """``GET /health``: None when ready; 503 means still loading; anything else is down."""
     try:
-        status = await agent.get_status("/health", timeout)
+        status = await prober.get_status("/health", timeout)
     except ProbeFailed as exc:
         return ProbeResult(BackendStatus.UNHEALTHY, error=str(exc))
     if status == 503:
@@ -31,8 +31,14 @@ async def _health_endpoint(agent: BackendAgent, timeout: float, loading: str) ->
     return None
 
 
-class LlamaCppAgent(BackendAgent):
-    """llama.cpp server: ``/health`` (503 while loading), ``/v1/models`` meta and ``/props``."""
+class LlamaCppProber(Prober):
+    """llama.cpp server: ``/health`` (503 while loading), ``/v1/models`` meta and ``/props``.
+
+    Whether the server runs in embedding mode is not in ``/props``; the server says it
+    without inference: ``POST /v1/embeddings {}`` answers 501 ("start it with --embeddings")
+    on a generation server and 400 (no input) on an embedding one. An embedding server cannot
+    generate (no logits), so that answer settles both endpoints.
+    """
 
     async def probe(self, timeout: float) -> ProbeResult:
         started = time.perf_counter()
@@ -40,17 +46,22 @@ class LlamaCppAgent(BackendAgent):
         if not_ready is not None:
             return not_ready
         latency = (time.perf_counter() - started) * 1000
-        listing, props = await asyncio.gather(
-            self.get_json("/v1/models", timeout), self._props(timeout), return_exceptions=True
+        listing, props, embedding = await asyncio.gather(
+            self.get_json("/v1/models", timeout),
+            self._props(timeout),
+            self._embedding_mode(timeout),
+            return_exceptions=True,
         )
         if isinstance(listing, BaseException):
             return ProbeResult(BackendStatus.UNHEALTHY, error=str(listing))
         models = self.parse_openai_models(listing)
         if models is None:
             return ProbeResult(BackendStatus.UNHEALTHY, error="GET /v1/models: not a model list")
-        if isinstance(props, dict):
-            for model in models:
+        for model in models:
+            if isinstance(props, dict):
                 _apply_props(model, props)
+            if isinstance(embedding, bool):
+                model.report(embeddings=embedding)
         return ProbeResult(
             BackendStatus.HEALTHY,
             models,
@@ -64,11 +75,22 @@ class LlamaCppAgent(BackendAgent):
         except ProbeFailed:
             return None
 
+    async def _embedding_mode(self, timeout: float) -> bool | None:
+        try:
+            status = await self.post_status("/v1/embeddings", {}, timeout)
+        except ProbeFailed:
+            return None
+        if status == 501:
+            return False
+        if status == 400:
+            return True
+        return None  # an older or different server: keep the name's guess
+
     def model_from_listing(self, entry: dict[str, Any]) -> ModelInfo:
         model = super().model_from_listing(entry)
         meta = entry.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("n_ctx_train"), int):
-            model.context_length = meta["n_ctx_train"]
+            model.report(context_length=meta["n_ctx_train"])
         return model
 
 
@@ -76,19 +98,19 @@ def _apply_props(model: ModelInfo, props: dict[str, Any]) -> None:
     """The served context (``n_ctx``) beats the trained one; modalities say vision."""
     settings = props.get("default_generation_settings")
     if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
-        model.context_length = settings["n_ctx"]
+        model.report(context_length=settings["n_ctx"])
     modalities = props.get("modalities")
     if isinstance(modalities, dict) and isinstance(modalities.get("vision"), bool):
-        model.vision = modalities["vision"]
+        model.report(vision=modalities["vision"])
     caps = props.get("chat_template_caps")
     template = props.get("chat_template")
     if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
-        model.tools = caps["supports_tools"]
+        model.report(tools=caps["supports_tools"])
     elif isinstance(template, str) and template:
-        model.tools = "tool" in template
+        model.tools = "tool" in template  # a guess from the template text
 
 
-class VllmAgent(BackendAgent):
+class VllmProber(Prober):
     """vLLM: ``/health`` for the engine, ``/v1/models`` carries ``max_model_len``."""
 
     async def probe(self, timeout: float) -> ProbeResult:
@@ -96,7 +118,7 @@ class VllmAgent(BackendAgent):
         return not_ready or await super().probe(timeout)
 
 
-class LmStudioAgent(BackendAgent):
+class LmStudioProber(Prober):
     """LM Studio: ``/api/v0/models`` adds model type (vlm, embeddings), state and context."""
 
     async def probe(self, timeout: float) -> ProbeResult:
@@ -117,10 +139,10 @@ class LmStudioAgent(BackendAgent):
             if entry is None:
                 continue
             kind = entry.get("type")
-            model.vision = kind == "vlm" or model.vision
-            model.embeddings = kind == "embeddings"
+            if isinstance(kind, str):
+                model.report(vision=kind == "vlm" or model.vision, embeddings=kind == "embeddings")
             if isinstance(entry.get("max_context_length"), int):
-                model.context_length = entry["max_context_length"]
+                model.report(context_length=entry["max_context_length"])
             if isinstance(entry.get("state"), str):
                 model.loaded = entry["state"] == "loaded"
         return result

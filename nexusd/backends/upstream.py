@@ -2,6 +2,11 @@
 
 Retry rule (F01): connect errors, timeouts, 5xx and 429 fail over to the next backend;
 any other 4xx is the client's fault and is passed through unchanged.
+
+Health rule: a failure counts against a backend only when it is the backend's fault —
+connect errors, timeouts, protocol violations and 5xx other than 501. 4xx, 429 and 501 never
+count, and neither does any failure of a request sent to a model we guessed could not serve
+its endpoint (``gateway._predicted``): that is the client's mistake showing.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ class UpstreamHTTPError(UpstreamError):
         self.content_type = content_type
         self.retry_after = retry_after
         self.retryable = status >= 500 or status == 429
-        # a 429 says "busy", not "broken": fail over, but do not count it against health
-        self.counts_against_backend = status >= 500
+        # a 429 says "busy", not "broken"; a 501 says "this server does not do that
+        # endpoint" (e.g. llama.cpp without --embeddings): fail over, but neither is a
+        # sign of a broken backend, so neither counts against its health
+        self.counts_against_backend = status >= 500 and status != 501
 
 
 @dataclass(slots=True)

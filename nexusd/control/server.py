@@ -363,7 +363,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
             prompt_tokens=int(data.get("tokens") or 0),
             max_tokens=int(data.get("max_tokens") or 0),
         )
-        return _json(core.proxy.dry_run(model, req))
+        return _json(core.gateway.dry_run(model, req))
 
     @app.get("/v1/stats")
     async def stats() -> Response:

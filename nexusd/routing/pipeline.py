@@ -2,8 +2,11 @@
 
 A run takes one model name and a request's requirements and ends in one of three outcomes:
 Route (a backend), Queue (capable backends exist but all are at capacity) or Reject.
-Later stages (lifecycle, privacy, budget, tier, quality) slot in between ``capabilities``
-and ``schedule`` without touching the others.
+Stage order: ``capabilities`` (hard requirements, judged against every backend serving the
+model whatever its health, so "nobody can ever serve this" is told apart from "nobody can
+now") → ``availability`` → ``capacity`` → ``preferences`` (soft requirements rank) → the
+strategy. Later stages (lifecycle, privacy, budget, tier, quality) slot in before
+``preferences`` without touching the others.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from nexusd.config.schema import RoutingConfig
 from nexusd.registry import Backend, Registry
-from nexusd.routing.intent import RoutingIntent
+from nexusd.routing.intent import Requirements, RoutingIntent
 from nexusd.routing.strategies import Strategies
 from nexusd.types import BackendStatus, ModelInfo
 
@@ -31,9 +34,18 @@ class Rejection:
     stage: str
     backend: str
     reason: str
+    #: for a hard mismatch: the error code the client gets if nothing else can serve
+    code: str | None = None
+    #: the config setting that changes the verdict when the backend's metadata is wrong
+    fix: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"stage": self.stage, "backend": self.backend, "reason": self.reason}
+        out = {"stage": self.stage, "backend": self.backend, "reason": self.reason}
+        if self.code is not None:
+            out["code"] = self.code
+        if self.fix is not None:
+            out["fix"] = self.fix
+        return out
 
 
 @dataclass(slots=True)
@@ -47,6 +59,10 @@ class Decision:
     backend: Backend | None = None
     reason: str = ""
     model_known: bool = True
+    #: every backend serving the model is refused by a hard requirement: no retry can help
+    permanent: bool = False
+    #: candidates ranked lower for a soft requirement (still eligible on retry)
+    demoted: list[Rejection] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,9 +70,11 @@ class Decision:
             "outcome": self.outcome.value,
             "candidates": self.candidates,
             "rejections": [r.to_json() for r in self.rejections],
+            "demoted": [r.to_json() for r in self.demoted],
             "backend": self.backend.id if self.backend else None,
             "reason": self.reason,
             "model_known": self.model_known,
+            "permanent": self.permanent,
         }
 
 
@@ -67,6 +85,7 @@ class StageContext:
     candidates: list[Backend]
     rejections: list[Rejection]
     at_capacity: int = 0
+    demoted: list[Rejection] = field(default_factory=list)
 
     def info(self, backend: Backend) -> ModelInfo:
         return backend.models[self.model]
@@ -76,6 +95,77 @@ class StageContext:
 
 
 Stage = Callable[[StageContext], None]
+
+MODEL_NOT_CAPABLE = "model_not_capable"
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+WRONG_ENDPOINT = "wrong_endpoint"
+
+
+def _override(backend: Backend, model: str, key: str, value: object) -> str:
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return (
+        f'[[backends]] name = "{backend.name}" … models."{model}".{key} = {shown} '
+        "(if the backend's metadata is wrong)"
+    )
+
+
+def mismatches(req: Requirements, m: ModelInfo) -> list[tuple[bool, str, str, str, object]]:
+    """Every requirement ``m`` does not meet, as ``(hard, code, what, override key, value)``.
+
+    Hard only where the backend itself (or the config) stated the fact and, for the context,
+    where the prompt was counted with the model family's own tokenizer; the same mismatch
+    judged from a guess is soft.
+    """
+    out: list[tuple[bool, str, str, str, object]] = []
+    endpoint = req.endpoint
+    if endpoint.generates and m.embeddings:
+        what = f"is an embedding model: it cannot serve {endpoint.value}; use POST /v1/embeddings"
+        out.append((m.knows("embeddings"), WRONG_ENDPOINT, what, "embeddings", False))
+    elif not endpoint.generates and not m.embeddings:
+        what = "is not an embedding model: it cannot serve POST /v1/embeddings"
+        out.append((m.knows("embeddings"), WRONG_ENDPOINT, what, "embeddings", True))
+    if req.vision and not m.vision:
+        what = "lacks vision: it cannot take image input"
+        out.append((m.knows("vision"), MODEL_NOT_CAPABLE, what, "vision", True))
+    ctx = m.context_length
+    if req.prompt_tokens > ctx:
+        hard = req.prompt_exact and m.knows("context_length")
+        what = (
+            f"has a context of {ctx} tokens; the prompt alone is "
+            f"{'' if req.prompt_exact else '~'}{req.prompt_tokens} tokens"
+        )
+        out.append((hard, CONTEXT_LENGTH_EXCEEDED, what, "context_length", req.prompt_tokens))
+    elif req.context_tokens > ctx:
+        what = f"may stop early: prompt + max_tokens ~{req.context_tokens} > context {ctx}"
+        out.append((False, CONTEXT_LENGTH_EXCEEDED, what, "context_length", req.context_tokens))
+    if req.tools and not m.tools:
+        out.append((False, MODEL_NOT_CAPABLE, "may ignore tools", "tools", True))
+    if req.json_mode and not m.json_mode:
+        out.append((False, MODEL_NOT_CAPABLE, "may ignore JSON mode", "json_mode", True))
+    return out
+
+
+def capabilities(ctx: StageContext) -> None:
+    """Hard requirements remove a candidate; soft ones are remembered for ``preferences``."""
+    req = ctx.intent.requirements
+    keep = []
+    for b in ctx.candidates:
+        hard = None
+        for is_hard, code, what, key, value in mismatches(req, ctx.info(b)):
+            if is_hard:
+                hard = Rejection(
+                    "capabilities",
+                    b.id,
+                    f"model {ctx.model} {what}",
+                    code,
+                    _override(b, ctx.model, key, value),
+                )
+                break
+        if hard is None:
+            keep.append(b)
+        else:
+            ctx.rejections.append(hard)
+    ctx.candidates = keep
 
 
 def availability(ctx: StageContext) -> None:
@@ -95,32 +185,6 @@ def availability(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
-def capabilities(ctx: StageContext) -> None:
-    """Hard filters: vision, tools, JSON mode, context window."""
-    req = ctx.intent.requirements
-    keep = []
-    for b in ctx.candidates:
-        m = ctx.info(b)
-        missing = []
-        if req.vision and not m.vision:
-            missing.append("vision")
-        if req.tools and not m.tools:
-            missing.append("tools")
-        if req.json_mode and not m.json_mode:
-            missing.append("json_mode")
-        if missing:
-            ctx.reject("capabilities", b, f"model {ctx.model} lacks {', '.join(missing)}")
-        elif req.context_tokens > m.context_length:
-            ctx.reject(
-                "capabilities",
-                b,
-                f"needs ~{req.context_tokens} tokens of context, model has {m.context_length}",
-            )
-        else:
-            keep.append(b)
-    ctx.candidates = keep
-
-
 def capacity(ctx: StageContext) -> None:
     """Backends with ``max_concurrent`` requests in flight cannot take another now."""
     keep = []
@@ -133,7 +197,30 @@ def capacity(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
-DEFAULT_STAGES: tuple[Stage, ...] = (availability, capabilities, capacity)
+def preferences(ctx: StageContext) -> None:
+    """Soft requirements rank: only the candidates missing the fewest stay for the strategy.
+
+    The others are ``demoted``, not rejected: a retry (the preferred ones failed) or a
+    fleet where nobody meets them still routes there, as the backend would serve it.
+    """
+    if len(ctx.candidates) < 2:
+        return
+    req = ctx.intent.requirements
+    misses = [[what for _, _, what, _, _ in mismatches(req, ctx.info(b))] for b in ctx.candidates]
+    fewest = min(len(m) for m in misses)
+    if all(len(m) == fewest for m in misses):
+        return
+    keep = []
+    for b, missed in zip(ctx.candidates, misses, strict=True):
+        if len(missed) == fewest:
+            keep.append(b)
+        else:
+            reason = f"model {ctx.model} {'; '.join(missed)}"
+            ctx.demoted.append(Rejection("preferences", b.id, reason))
+    ctx.candidates = keep
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (capabilities, availability, capacity, preferences)
 
 
 class Pipeline:
@@ -162,17 +249,29 @@ class Pipeline:
             if not ctx.candidates:
                 break
         if not ctx.candidates:
-            outcome = Outcome.QUEUE if ctx.at_capacity else Outcome.REJECT
+            permanent = all(r.code is not None for r in ctx.rejections)
+            if ctx.at_capacity:
+                outcome, reason = Outcome.QUEUE, "all capable backends are busy"
+            elif permanent:
+                outcome, reason = Outcome.REJECT, "no backend can serve this request"
+            else:
+                outcome, reason = Outcome.REJECT, "no capable healthy backend"
             return Decision(
                 model,
                 outcome,
                 candidate_ids,
                 ctx.rejections,
-                reason="all capable backends are busy"
-                if ctx.at_capacity
-                else "no capable healthy backend",
+                reason=reason,
+                permanent=permanent and not ctx.at_capacity,
+                demoted=ctx.demoted,
             )
         index, reason = self.strategies.pick(self.config.strategy, ctx.candidates)
         return Decision(
-            model, Outcome.ROUTE, candidate_ids, ctx.rejections, ctx.candidates[index], reason
+            model,
+            Outcome.ROUTE,
+            candidate_ids,
+            ctx.rejections,
+            ctx.candidates[index],
+            reason,
+            demoted=ctx.demoted,
         )

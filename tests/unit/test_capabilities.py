@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from nexusd.backends import heuristics
-from nexusd.backends.base import BackendAgent
 from nexusd.backends.ollama import _from_show
-from nexusd.backends.openai_compat import LlamaCppAgent, _apply_props
-from nexusd.backends.upstream import Timeouts
+from nexusd.backends.openai_compat import LlamaCppProber, _apply_props
+from nexusd.backends.prober import Prober
 from nexusd.config.loader import parse_config
 from nexusd.core import backend_from_config
 from nexusd.events import EventBus
@@ -164,21 +163,21 @@ def llamacpp_backend() -> Backend:
 
 
 @pytest.fixture
-def agent() -> LlamaCppAgent:
-    return LlamaCppAgent(llamacpp_backend(), http=None, timeouts=Timeouts(1, 1, 1, 1))  # type: ignore[arg-type]
+def agent() -> LlamaCppProber:
+    return LlamaCppProber(llamacpp_backend(), transport=None)  # type: ignore[arg-type]
 
 
-def test_llamacpp_listing_uses_n_ctx_train(agent: LlamaCppAgent) -> None:
+def test_llamacpp_listing_uses_n_ctx_train(agent: LlamaCppProber) -> None:
     m = agent.model_from_listing({"id": "smollm2.gguf", "meta": {"n_ctx_train": 8192}})
     assert m.context_length == 8192
 
 
-def test_llamacpp_listing_without_meta_uses_heuristics(agent: LlamaCppAgent) -> None:
+def test_llamacpp_listing_without_meta_uses_heuristics(agent: LlamaCppProber) -> None:
     assert agent.model_from_listing({"id": "model-32k.gguf"}).context_length == 32_768
     assert agent.model_from_listing({"id": "m", "meta": None}).context_length == 4096
 
 
-def test_props_n_ctx_wins_over_n_ctx_train(agent: LlamaCppAgent) -> None:
+def test_props_n_ctx_wins_over_n_ctx_train(agent: LlamaCppProber) -> None:
     listing = {"object": "list", "data": [{"id": "m.gguf", "meta": {"n_ctx_train": 131072}}]}
     (m,) = agent.parse_openai_models(listing) or []
     assert m.context_length == 131072
@@ -221,10 +220,9 @@ def test_props_malformed_changes_nothing(props: dict[str, Any]) -> None:
 
 
 def test_openai_listing_context_keys_and_order() -> None:
-    agent = BackendAgent(
+    agent = Prober(
         Backend(id="v", name="v", url="http://v.test", type=BackendType.VLLM),
-        http=None,  # type: ignore[arg-type]
-        timeouts=Timeouts(1, 1, 1, 1),
+        transport=None,  # type: ignore[arg-type]
     )
     models = agent.parse_openai_models(
         {
@@ -243,12 +241,12 @@ def test_openai_listing_context_keys_and_order() -> None:
 
 @pytest.mark.parametrize("listing", [None, [], {"data": None}, {"data": {}}, {"models": []}])
 def test_openai_listing_not_a_list(listing: Any) -> None:
-    agent = BackendAgent(llamacpp_backend(), http=None, timeouts=Timeouts(1, 1, 1, 1))  # type: ignore[arg-type]
+    agent = Prober(llamacpp_backend(), transport=None)  # type: ignore[arg-type]
     assert agent.parse_openai_models(listing) is None
 
 
 def test_openai_listing_empty_is_an_empty_list() -> None:
-    agent = BackendAgent(llamacpp_backend(), http=None, timeouts=Timeouts(1, 1, 1, 1))  # type: ignore[arg-type]
+    agent = Prober(llamacpp_backend(), transport=None)  # type: ignore[arg-type]
     assert agent.parse_openai_models({"data": []}) == []
 
 
@@ -315,5 +313,11 @@ def test_model_override_apply_only_sets_given_fields() -> None:
     m = ModelInfo("m", context_length=1, vision=False, tools=False, json_mode=False)
     ModelOverride(json_mode=True, embeddings=True).apply(m)
     assert m == ModelInfo(
-        "m", context_length=1, vision=False, tools=False, json_mode=True, embeddings=True
+        "m",
+        context_length=1,
+        vision=False,
+        tools=False,
+        json_mode=True,
+        embeddings=True,
+        reported=frozenset({"json_mode", "embeddings"}),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nexusd.backends.base import ProbeResult
+from nexusd.backends.prober import ProbeResult
 from nexusd.config.schema import HealthCheckConfig
 from nexusd.events import EventBus
 from nexusd.health import HealthChecker

@@ -15,7 +15,7 @@ def user(content: Any) -> dict[str, Any]:
 
 def test_plain_text_request_needs_nothing_special() -> None:
     req = requirements_of({"model": "m", "messages": [user("hello world!")]})
-    assert req == Requirements(prompt_tokens=3)  # 12 chars // 4
+    assert req == Requirements(prompt_tokens=3, prompt_chars=12, messages=1)  # 12 chars // 4
     assert req.context_tokens == 3
 
 
@@ -172,10 +172,12 @@ def test_requirements_to_json() -> None:
         }
     )
     assert req.to_json() == {
+        "endpoint": "chat",
         "vision": True,
         "tools": True,
         "json_mode": True,
         "prompt_tokens": 1,
+        "prompt_tokens_method": "estimate",
         "max_tokens": 9,
     }
     assert req.context_tokens == 10

@@ -14,7 +14,7 @@ from nexusd.registry import Backend, Registry
 from nexusd.routing.intent import Requirements, RoutingIntent, requirements_of
 from nexusd.routing.pipeline import Outcome, Pipeline
 from nexusd.routing.strategies import Strategies, score
-from nexusd.types import BackendStatus, BackendType, ModelInfo
+from nexusd.types import BackendStatus, BackendType, Endpoint, ModelInfo
 
 MODEL = "llama3:8b"
 
@@ -296,22 +296,29 @@ def test_no_available_backend_is_a_reject_and_later_stages_do_not_run() -> None:
     assert [r.stage for r in d.rejections] == ["availability"]
 
 
+IMAGE = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}
+
+
+def stated(**caps: Any) -> ModelInfo:
+    """A model whose backend stated these capabilities (not guessed from the name)."""
+    m = model()
+    m.report(**caps)
+    return m
+
+
 @pytest.mark.parametrize(
     ("body_extra", "caps", "missing"),
     [
-        (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-            {"vision": True},
-            "vision",
-        ),
-        ({"tools": [{"type": "function"}]}, {"tools": True}, "tools"),
-        ({"response_format": {"type": "json_object"}}, {"json_mode": True}, "json_mode"),
+        (IMAGE, {"vision": True}, "lacks vision: it cannot take image input"),
+        ({"tools": [{"type": "function"}]}, {"tools": True}, "may ignore tools"),
+        ({"response_format": {"type": "json_object"}}, {"json_mode": True}, "may ignore JSON mode"),
     ],
     ids=["vision", "tools", "json_mode"],
 )
-def test_capability_filters(
+def test_soft_requirements_rank_but_never_reject(
     body_extra: dict[str, Any], caps: dict[str, bool], missing: str
 ) -> None:
+    """Guessed capabilities (and tools/JSON mode always) only rank: the capable one wins."""
     lacking = {"vision": False, "tools": False, "json_mode": False}
     _, pipeline = setup(
         healthy("plain", model(**lacking)),
@@ -321,45 +328,111 @@ def test_capability_filters(
     d = pipeline.run(intent(body), MODEL)
     assert d.outcome is Outcome.ROUTE
     assert d.backend is not None and d.backend.id == "able"
-    assert [(r.stage, r.backend, r.reason) for r in d.rejections] == [
-        ("capabilities", "plain", f"model {MODEL} lacks {missing}")
+    assert d.rejections == []
+    assert [(r.stage, r.backend, r.reason) for r in d.demoted] == [
+        ("preferences", "plain", f"model {MODEL} {missing}")
     ]
+    # alone, the lacking backend still serves it: the backend would accept the request
+    _, alone = setup(healthy("plain", model(**lacking)))
+    d = alone.run(intent(body), MODEL)
+    assert d.outcome is Outcome.ROUTE and d.backend is not None and d.backend.id == "plain"
 
 
-def test_several_missing_capabilities_are_listed_together() -> None:
-    _, pipeline = setup(healthy("plain", model(vision=False, tools=False, json_mode=False)))
-    body = {
-        "messages": [{"role": "user", "content": [{"type": "image_url"}]}],
-        "tools": [{"type": "function"}],
-        "response_format": {"type": "json_schema"},
-    }
-    d = pipeline.run(intent(body), MODEL)
+def test_stated_missing_vision_is_a_permanent_rejection() -> None:
+    _, pipeline = setup(healthy("plain", stated(vision=False)))
+    d = pipeline.run(intent(IMAGE), MODEL)
     assert d.outcome is Outcome.REJECT
-    assert d.rejections[0].reason == f"model {MODEL} lacks vision, tools, json_mode"
+    assert d.permanent is True
+    (rej,) = d.rejections
+    assert (rej.stage, rej.code) == ("capabilities", "model_not_capable")
+    assert rej.reason == f"model {MODEL} lacks vision: it cannot take image input"
+    assert rej.fix is not None and f'models."{MODEL}".vision = true' in rej.fix
 
 
-@pytest.mark.parametrize(("max_tokens", "routed"), [(3096, True), (3097, False)])
-def test_context_filter_counts_prompt_plus_max_tokens(max_tokens: int, routed: bool) -> None:
-    _, pipeline = setup(healthy("a", model(context_length=4096)))
+def test_hard_mismatch_is_judged_whatever_the_health() -> None:
+    """An unhealthy backend that could serve makes the refusal transient, not permanent."""
+    able = healthy("able", stated(vision=True))
+    able.health = BackendStatus.UNHEALTHY
+    _, pipeline = setup(healthy("plain", stated(vision=False)), able)
+    d = pipeline.run(intent(IMAGE), MODEL)
+    assert d.outcome is Outcome.REJECT
+    assert d.permanent is False
+    assert [r.stage for r in d.rejections] == ["capabilities", "availability"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "embeddings", "hard"),
+    [
+        (Endpoint.CHAT, True, True),
+        (Endpoint.COMPLETIONS, True, True),
+        (Endpoint.EMBEDDINGS, False, True),
+        (Endpoint.CHAT, False, False),
+        (Endpoint.EMBEDDINGS, True, False),
+    ],
+)
+def test_wrong_endpoint_for_a_stated_model_kind(
+    endpoint: Endpoint, embeddings: bool, hard: bool
+) -> None:
+    _, pipeline = setup(healthy("a", stated(embeddings=embeddings)))
+    i = RoutingIntent("r", MODEL, Requirements(endpoint=endpoint))
+    d = pipeline.run(i, MODEL)
+    if hard:
+        assert d.outcome is Outcome.REJECT and d.permanent
+        assert d.rejections[0].code == "wrong_endpoint"
+    else:
+        assert d.outcome is Outcome.ROUTE
+
+
+def test_guessed_embedding_model_is_only_demoted_for_chat() -> None:
+    _, pipeline = setup(healthy("emb", model(embeddings=True)), healthy("gen", model()))
+    d = pipeline.run(intent(), MODEL)
+    assert d.backend is not None and d.backend.id == "gen"
+    assert [r.backend for r in d.demoted] == ["emb"]
+    _, alone = setup(healthy("emb", model(embeddings=True)))
+    assert alone.run(intent(), MODEL).outcome is Outcome.ROUTE
+
+
+@pytest.mark.parametrize("max_tokens", [3096, 3097, 100_000])
+def test_max_tokens_beyond_the_context_never_rejects(max_tokens: int) -> None:
+    _, pipeline = setup(healthy("a", stated(context_length=4096)))
     body = {"messages": [{"role": "user", "content": "x" * 4000}], "max_tokens": max_tokens}
     d = pipeline.run(intent(body), MODEL)
-    if routed:
-        assert d.outcome is Outcome.ROUTE
-    else:
-        assert d.outcome is Outcome.REJECT
-        (rej,) = d.rejections
-        assert rej.stage == "capabilities"
-        assert rej.reason == "needs ~4097 tokens of context, model has 4096"
+    assert d.outcome is Outcome.ROUTE
+    assert d.rejections == []
 
 
-def test_context_filter_prefers_the_larger_model() -> None:
+def test_context_prefers_the_larger_model() -> None:
     _, pipeline = setup(
         healthy("small", model(context_length=2048)), healthy("big", model(context_length=32768))
     )
     i = RoutingIntent("r", MODEL, Requirements(prompt_tokens=3000))
     d = pipeline.run(i, MODEL)
     assert d.backend is not None and d.backend.id == "big"
-    assert d.rejections[0].backend == "small"
+    assert d.rejections == []
+    assert d.demoted[0].backend == "small"
+
+
+@pytest.mark.parametrize(
+    ("exact", "stated_ctx", "hard"),
+    [
+        (True, True, True),
+        (False, True, False),
+        (True, False, False),
+    ],
+)
+def test_prompt_over_the_context_is_hard_only_when_counted_and_stated(
+    exact: bool, stated_ctx: bool, hard: bool
+) -> None:
+    m = stated(context_length=2048) if stated_ctx else model(context_length=2048)
+    _, pipeline = setup(healthy("a", m))
+    req = Requirements(prompt_tokens=3000, prompt_exact=exact)
+    d = pipeline.run(RoutingIntent("r", MODEL, req), MODEL)
+    if hard:
+        assert d.outcome is Outcome.REJECT and d.permanent
+        assert d.rejections[0].code == "context_length_exceeded"
+        assert "the prompt alone is 3000 tokens" in d.rejections[0].reason
+    else:
+        assert d.outcome is Outcome.ROUTE
 
 
 def test_all_capable_backends_at_capacity_queue() -> None:
@@ -432,7 +505,9 @@ def test_decision_to_json_shape() -> None:
         "rejections": [
             {"stage": "availability", "backend": "sick", "reason": "backend is unhealthy"}
         ],
+        "demoted": [],
         "backend": "ok",
         "reason": "only_healthy_backend",
         "model_known": True,
+        "permanent": False,
     }

@@ -1,0 +1,460 @@
+"""The one request flow every inbound adapter uses (design §2):
+
+    intent → policy → for each model of the chain: pipeline → lease → codec ⇄ transport
+    → answer, or failover / fallback → the exchange finishes with one record
+
+1. resolve the alias (≤ 3 hops) and build the chain ``[model, *fallbacks]`` (embeddings get
+   no fallbacks: vectors of another model are not comparable);
+2. for each model run the routing pipeline; try the chosen backend under a lease; on a
+   retryable failure (connect error, timeout, 5xx, 429) exclude that backend and re-run the
+   pipeline, up to ``max_retries`` extra attempts per model; any other 4xx is passed through;
+3. a stream commits its 200 only after the upstream's first bytes arrived, so every failure
+   before that can still fail over; after it, a failure becomes an in-stream error event.
+
+Refusals: permanent (every backend serving the model lacks a *stated* capability) → 400
+with a specific code; transient (unhealthy, busy, drained) → 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nexusd.backends.codec import Call
+from nexusd.backends.upstream import (
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+)
+from nexusd.config.schema import RoutingConfig
+from nexusd.errors import (
+    ModelNotFound,
+    NexusError,
+    NotCapable,
+    ServiceUnavailable,
+    UpstreamFailed,
+    UpstreamTimedOut,
+)
+from nexusd.exchange import Exchange, Phase
+from nexusd.logs import prompt_preview
+from nexusd.registry import Backend
+from nexusd.relay import StreamRelay
+from nexusd.routing.aliases import resolve_alias
+from nexusd.routing.decisions import Attempt, RequestTrace
+from nexusd.routing.intent import Requirements, RoutingIntent, requirements_of
+from nexusd.routing.pipeline import WRONG_ENDPOINT, Decision, Outcome, mismatches
+from nexusd.tokens import TokenCount, counter
+from nexusd.types import Endpoint
+from nexusd.usage import usage_of
+
+if TYPE_CHECKING:
+    from nexusd.core import Nexus
+
+log = logging.getLogger("nexus.proxy")
+
+MAX_LISTED_MODELS = 20
+#: prompts longer than this are tokenized in a worker thread, not on the event loop
+THREAD_TOKENIZE_CHARS = 64_000
+
+#: a per-request policy (auth, tenant, rate limit, budget): refuses by raising NexusError
+Policy = Callable[[Exchange, RoutingIntent], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Answer:
+    """A whole response: a backend's success, or its 4xx passed through."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamAnswer:
+    relay: StreamRelay
+    headers: dict[str, str]
+
+
+class Gateway:
+    def __init__(self, core: Nexus) -> None:
+        self.core = core
+        self.registry = core.registry
+        self.pipeline = core.pipeline
+        #: run in order after the intent is known and before routing (none built yet)
+        self.policies: list[Policy] = []
+
+    @property
+    def config(self) -> RoutingConfig:
+        """Read per request: a config reload swaps the whole routing section atomically."""
+        return self.core.config.routing
+
+    # --- the flow ------------------------------------------------------------------------------
+
+    async def handle(
+        self, ex: Exchange, call: Call, client_auth: str | None
+    ) -> Answer | StreamAnswer:
+        requested: str = call.body["model"]
+        resolved, hops = resolve_alias(self.config.aliases, requested)
+        requirements = requirements_of(call.body, call.endpoint)
+        intent = RoutingIntent(ex.request_id, requested, requirements, call.stream)
+        trace = ex.trace
+        trace.requested_model, trace.resolved_model, trace.alias_hops = requested, resolved, hops
+        trace.requirements, trace.stream = requirements, call.stream
+        if self.core.config.logging.enable_content_logging:
+            trace.prompt_preview = prompt_preview(call.body)
+        self.core.decisions.add(trace)
+        for policy in self.policies:
+            await policy(ex, intent)
+        chain = self.chain(resolved, call.endpoint)
+        try:
+            return await self._try_chain(ex, intent, call, client_auth, chain)
+        except NexusError as exc:
+            exc.headers.setdefault("X-Nexus-Request-Id", ex.request_id)
+            raise
+
+    def chain(self, resolved: str, endpoint: Endpoint) -> list[str]:
+        if endpoint is Endpoint.EMBEDDINGS:
+            return [resolved]
+        return [resolved, *self.config.fallbacks.get(resolved, ())]
+
+    async def _try_chain(
+        self,
+        ex: Exchange,
+        intent: RoutingIntent,
+        call: Call,
+        client_auth: str | None,
+        chain: list[str],
+    ) -> Answer | StreamAnswer:
+        trace = ex.trace
+        last_error: tuple[Backend, UpstreamError] | None = None
+        upstream_s = 0.0
+        for model in chain:
+            await self._measure(intent.requirements, call, model)
+            for _ in range(self.config.max_retries + 1):
+                decision = self.pipeline.run(intent, model)
+                trace.steps.append(decision)
+                backend = decision.backend
+                if decision.outcome is not Outcome.ROUTE or backend is None:
+                    break
+                agent = backend.agent
+                assert agent is not None
+                lease = backend.lease()
+                t0 = time.perf_counter()
+                try:
+                    wire = agent.codec.encode(call, model)
+                    if call.stream:
+                        result: Any = await agent.transport.open_stream(
+                            wire.path, wire.body, client_auth
+                        )
+                    else:
+                        reply = await agent.transport.send(wire.path, wire.body, client_auth)
+                        result = (reply.status, agent.codec.decode(call, reply, model))
+                except UpstreamError as exc:
+                    lease.release()
+                    took = time.perf_counter() - t0
+                    upstream_s += took
+                    if not exc.retryable and isinstance(exc, UpstreamHTTPError):
+                        trace.attempts.append(
+                            Attempt(
+                                backend.id,
+                                model,
+                                "passed_through",
+                                exc.message,
+                                exc.status,
+                                took * 1000,
+                            )
+                        )
+                        self.core.health.note_passive_success(backend)
+                        return self._passed_through(ex, call, agent.codec, exc)
+                    trace.attempts.append(
+                        Attempt(
+                            backend.id,
+                            model,
+                            "failed",
+                            exc.message,
+                            getattr(exc, "status", None),
+                            took * 1000,
+                        )
+                    )
+                    self.core.metrics.observe_attempt_failure(
+                        attempt_error_type(exc), intent.requested_model
+                    )
+                    self._note_failure(backend, exc, model, intent.requirements)
+                    intent.excluded.add(backend.id)
+                    last_error = (backend, exc)
+                    continue
+                except BaseException:
+                    lease.release()
+                    raise
+                took = time.perf_counter() - t0
+                backend.note_latency(took * 1000)
+                self.core.health.note_passive_success(backend)
+                trace.attempts.append(Attempt(backend.id, model, "ok", None, 200, took * 1000))
+                return self._answer(
+                    ex, call, decision, backend, model, lease, result, upstream_s + took
+                )
+        raise self._exhausted(intent, trace, chain, last_error)
+
+    def _answer(
+        self,
+        ex: Exchange,
+        call: Call,
+        decision: Decision,
+        backend: Backend,
+        model: str,
+        lease: Any,
+        result: Any,
+        upstream_s: float,
+    ) -> Answer | StreamAnswer:
+        ex.advance(Phase.ROUTED)
+        trace = ex.trace
+        trace.route_reason = decision.reason
+        trace.backend, trace.served_model = backend.id, model
+        trace.backend_name, trace.backend_type = backend.name, backend.kind
+        fallback = model != trace.resolved_model
+        if fallback:
+            trace.fallback_model = model
+        elapsed = time.perf_counter() - ex.started_perf
+        trace.ttft_ms = elapsed * 1000
+        trace.overhead_ms = (elapsed - upstream_s) * 1000
+        headers = self._headers(
+            ex.request_id, backend, fallback, len(trace.attempts) > 1, model, trace.overhead_ms
+        )
+        if call.stream:
+            ex.hold(lease)
+            decoder = backend.agent.codec.stream_decoder(call)  # type: ignore[union-attr]
+            return StreamAnswer(StreamRelay(self.core, ex, backend, result, decoder), headers)
+        lease.release()
+        backend.total_requests += 1
+        status, body = result
+        trace.prompt_tokens, trace.completion_tokens = usage_of(body)
+        return Answer(status, body, "application/json", headers)
+
+    def _passed_through(
+        self, ex: Exchange, call: Call, codec: Any, exc: UpstreamHTTPError
+    ) -> Answer:
+        trace = ex.trace
+        trace.error_type = "upstream_client_error"
+        trace.error = exc.body[:300].decode("utf-8", "replace")
+        body = codec.decode_error(call, exc.status, exc.body, exc.content_type)
+        content_type = exc.content_type or "application/json"
+        if body is not exc.body:
+            content_type = "application/json"
+        return Answer(exc.status, body, content_type, {"X-Nexus-Request-Id": ex.request_id})
+
+    def _note_failure(
+        self, backend: Backend, exc: UpstreamError, model: str, req: Requirements
+    ) -> None:
+        backend.errors += 1
+        log.warning("backend %s failed for %s: %s", backend.name, model, exc.message)
+        if exc.counts_against_backend and not _predicted(req, backend, model):
+            self.core.health.note_passive_failure(backend, exc.message)
+
+    async def _measure(self, req: Requirements, call: Call, model: str) -> None:
+        """Count the prompt with a real tokenizer, but only when the count could change a
+        verdict: the cheap upper bound exceeds some serving backend's context."""
+        if req.prompt_method != "estimate" or req.prompt_chars == 0:
+            return
+        serving = self.registry.serving(model)
+        if not serving:
+            return
+        bound = req.token_bound() + req.max_tokens
+        if all(bound <= b.models[model].context_length for b in serving):
+            return
+        if req.prompt_chars > THREAD_TOKENIZE_CHARS:
+            count = await asyncio.to_thread(count_prompt, call, model)
+        else:
+            count = count_prompt(call, model)
+        req.prompt_tokens, req.prompt_exact, req.prompt_method = (
+            count.tokens,
+            count.exact,
+            count.method,
+        )
+
+    # --- dry run -------------------------------------------------------------------------------
+
+    def dry_run(self, requested: str, requirements: Requirements) -> dict[str, Any]:
+        """The decision a request would get now, without sending anything."""
+        resolved, hops = resolve_alias(self.config.aliases, requested)
+        chain = self.chain(resolved, requirements.endpoint)
+        intent = RoutingIntent("dry-run", requested, requirements)
+        steps = []
+        chosen = None
+        for model in chain:
+            decision = self.pipeline.run(intent, model)
+            steps.append(decision)
+            if decision.outcome is Outcome.ROUTE:
+                chosen = decision
+                break
+        if chosen is not None:
+            outcome = "route"
+        elif not any(step.model_known for step in steps):
+            outcome = "not_found"
+        elif any(step.outcome is Outcome.QUEUE for step in steps):
+            outcome = "queue"
+        else:
+            outcome = "reject"
+        return {
+            "requested_model": requested,
+            "resolved_model": resolved,
+            "alias_hops": hops,
+            "chain": chain,
+            "requirements": requirements.to_json(),
+            "outcome": outcome,
+            "permanent": outcome == "reject" and all(step.permanent for step in steps),
+            "backend": chosen.backend.id if chosen and chosen.backend else None,
+            "model": chosen.model if chosen else None,
+            "fallback_used": bool(chosen and chosen.model != resolved),
+            "reason": chosen.reason if chosen else None,
+            "steps": [step.to_json() for step in steps],
+        }
+
+    # --- errors --------------------------------------------------------------------------------
+
+    def _exhausted(
+        self,
+        intent: RoutingIntent,
+        trace: RequestTrace,
+        chain: list[str],
+        last_error: tuple[Backend, UpstreamError] | None,
+    ) -> NexusError:
+        if last_error is not None:
+            backend, exc = last_error
+            tried = len(trace.attempts)
+            what = f"{tried} attempt{'s' if tried != 1 else ''} failed"
+            if isinstance(exc, UpstreamTimeout):
+                return UpstreamTimedOut(
+                    f"Backend '{backend.name}' timed out ({exc.message}); {what}",
+                    error_type="timeout",
+                )
+            if isinstance(exc, UpstreamHTTPError) and exc.status == 429:
+                headers = {"Retry-After": exc.retry_after} if exc.retry_after else {}
+                return ServiceUnavailable(
+                    f"Every backend for '{chain[0]}' is rate limited ({what}); retry later",
+                    context=self._context(trace),
+                    headers=headers,
+                    error_type="rate_limited",
+                )
+            return UpstreamFailed(
+                f"Backend '{backend.name}' failed: {exc.message} ({what})",
+                error_type="backend_error",
+            )
+        steps = trace.steps
+        if not any(step.model_known for step in steps):
+            return self._not_found(intent.requested_model, chain)
+        if any(step.outcome is Outcome.QUEUE for step in steps):
+            return ServiceUnavailable(
+                f"All capable backends for '{chain[0]}' are at capacity; retry shortly",
+                context=self._context(trace),
+                headers={"Retry-After": "1"},
+                error_type="capacity",
+            )
+        if all(step.permanent for step in steps):
+            return self._not_capable(intent, trace, chain)
+        reasons = "; ".join(f"{r.backend}: {r.reason}" for step in steps for r in step.rejections)
+        error_type = "fallback_exhausted" if len(chain) > 1 else "no_healthy_backend"
+        if len(chain) > 1:
+            message = (
+                f"Fallback chain exhausted for model '{chain[0]}' "
+                f"(tried {', '.join(repr(m) for m in chain)})"
+            )
+        else:
+            message = f"No healthy backend available for model '{chain[0]}'"
+        if reasons:
+            message += f": {reasons}"
+        return ServiceUnavailable(
+            message,
+            context=self._context(trace),
+            headers={"Retry-After": "5"},
+            error_type=error_type,
+        )
+
+    def _not_capable(
+        self, intent: RoutingIntent, trace: RequestTrace, chain: list[str]
+    ) -> NotCapable:
+        first = trace.steps[0].rejections[0]
+        code = first.code or "model_not_capable"
+        via = f" (alias of '{chain[0]}')" if chain[0] != intent.requested_model else ""
+        reason = first.reason.removeprefix(f"model {chain[0]} ")
+        message = f"Model '{intent.requested_model}'{via} {reason}."
+        if len(chain) > 1:
+            message += f" Its fallbacks ({', '.join(chain[1:])}) cannot serve it either."
+        if first.fix:
+            message += f" To correct the backend's capabilities: {first.fix}."
+        return NotCapable(
+            message,
+            code=code,
+            param="model",
+            context=self._context(trace),
+            error_type=code,
+        )
+
+    def _context(self, trace: RequestTrace) -> dict[str, Any]:
+        return {
+            "available_backends": [b.id for b in self.registry.all() if b.routable],
+            "rejections": [r.to_json() for step in trace.steps for r in step.rejections],
+        }
+
+    def _not_found(self, requested: str, chain: list[str]) -> ModelNotFound:
+        names = self.registry.model_names()
+        if not names:
+            listing = "No models available"
+        else:
+            shown = ", ".join(names[:MAX_LISTED_MODELS])
+            more = len(names) - MAX_LISTED_MODELS
+            listing = f"Available: {shown}" + (f" (and {more} more)" if more > 0 else "")
+        via = f" (alias of '{chain[0]}')" if chain[0] != requested else ""
+        return ModelNotFound(f"Model '{requested}'{via} not found. {listing}", param="model")
+
+    @staticmethod
+    def _headers(
+        request_id: str,
+        backend: Backend,
+        fallback: bool,
+        retried: bool,
+        model: str,
+        overhead_ms: float,
+    ) -> dict[str, str]:
+        headers = {
+            "X-Nexus-Request-Id": request_id,
+            "X-Nexus-Backend": backend.name,
+            "X-Nexus-Backend-Type": backend.kind,
+            "X-Nexus-Route-Reason": "failover" if fallback or retried else "capability-match",
+            "X-Nexus-Privacy-Zone": backend.zone.value,
+            "X-Nexus-Overhead-Ms": f"{max(overhead_ms, 0.0):.2f}",
+        }
+        if fallback:
+            headers["X-Nexus-Fallback-Model"] = model
+        return headers
+
+
+def _predicted(req: Requirements, backend: Backend, model: str) -> bool:
+    """The request itself predicted this failure (it went to a model we guessed could not
+    serve its endpoint): a client mistake, not a sign that the backend is broken."""
+    info = backend.models.get(model)
+    if info is None:
+        return False
+    return any(code == WRONG_ENDPOINT for _, code, _, _, _ in mismatches(req, info))
+
+
+def count_prompt(call: Call, model: str) -> TokenCount:
+    """The prompt of any endpoint, counted with the model family's tokenizer (or estimated)."""
+    tokens, body = counter(), call.body
+    if call.endpoint is Endpoint.CHAT:
+        return tokens.count_chat(body.get("messages"), model)
+    if call.endpoint is Endpoint.COMPLETIONS:
+        return tokens.count_prompt(body.get("prompt"), model)
+    return tokens.count_inputs(body.get("input"), model)
+
+
+def attempt_error_type(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamHTTPError) and exc.status == 429:
+        return "rate_limited"
+    return "backend_error"

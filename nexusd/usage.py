@@ -1,0 +1,48 @@
+"""Token usage as the backend reported it: for accounting, upstream ``usage`` always wins
+over any estimate. Only the ``usage`` object is parsed, never the whole answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_DECODER = json.JSONDecoder()
+
+
+def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def usage_of(body: bytes) -> tuple[int | None, int | None]:
+    """Token counts from a non-streaming answer: only the ``usage`` object is parsed."""
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return None, None
+    start = body.find(b"{", at)
+    if start < 0:
+        return None, None
+    try:
+        usage, _ = _DECODER.raw_decode(body[start:].decode("utf-8", "replace"))
+    except ValueError:
+        return None, None
+    return _tokens(usage)
+
+
+def stream_usage(events: bytes) -> tuple[int | None, int | None]:
+    """Token counts from the stream event that carries ``usage`` (include_usage)."""
+    for line in events.split(b"\n"):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                found = _tokens(json.loads(line[5:]).get("usage"))
+            except (ValueError, AttributeError):
+                continue
+            if found != (None, None):
+                return found
+    return None, None
