@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,22 @@ from tests.fakes import KINDS, FakeBackend, FakeHost, FakeModel
 
 REPO = Path(__file__).resolve().parents[1]
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "say hello to me"}]}
+COMPLETION = {"model": "m1", "prompt": "once upon a time"}
+STREAM_USAGE = {"stream": True, "stream_options": {"include_usage": True}}
+LLAMA_NO_EMBEDDINGS = {
+    "error": {
+        "code": 501,
+        "message": "This server does not support embeddings. Start it with `--embeddings`",
+        "type": "not_supported_error",
+    }
+}
+LLAMA_NO_LOGITS = {
+    "error": {
+        "code": 500,
+        "message": "the current context does not support logits computation. skipping",
+        "type": "server_error",
+    }
+}
 Make = Callable[..., Awaitable[FakeBackend]]
 
 
@@ -51,6 +68,36 @@ def sse_events(raw: str) -> list[str]:
     events = raw.split("\n\n")[:-1]
     assert all(e.startswith("data: ") for e in events)
     return [e.removeprefix("data: ") for e in events]
+
+
+def sse_json(raw: str) -> list[dict[str, Any]]:
+    """The JSON events of an OpenAI stream, asserting it ends with `[DONE]`."""
+    events = sse_events(raw)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+@asynccontextmanager
+async def cli_fake(*args: str) -> AsyncIterator[str]:
+    """Run `python -m tests.fakes ARGS --port 0`; yield its URL; SIGTERM it and expect rc 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "tests.fakes", *args, "--port", "0"),
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        assert line.startswith(f"fake {args[0]} listening on http://127.0.0.1:"), line
+        yield line
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 20)
+    assert rc == 0
 
 
 # --------------------------------------------------------------------------- listings
@@ -384,19 +431,7 @@ def test_openai_sdk_sync() -> None:
 
 
 async def test_cli_subprocess(client: httpx.AsyncClient) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "tests.fakes", "openai", "--port", "0", "--model", "m1", "--model", "m2,vision"),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        assert line.startswith("fake openai listening on http://127.0.0.1:"), line
+    async with cli_fake("openai", "--model", "m1", "--model", "m2,vision") as line:
         assert line.rstrip().endswith("models=[m1,m2]")
         url = line.split()[4]
         models = (await client.get(url + "/v1/models")).json()
@@ -404,8 +439,310 @@ async def test_cli_subprocess(client: httpx.AsyncClient) -> None:
         await client.post(url + "/_fake/faults", json={"fail_status": 500, "fail_times": 1})
         assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 500
         assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        rc = await asyncio.wait_for(proc.wait(), 20)
-    assert rc == 0
+        done = await client.post(url + "/v1/completions", json=COMPLETION)
+        assert done.json()["choices"][0]["text"] == "Hello from the fake"
+        state = (await client.get(url + "/_fake/state")).json()
+        assert state["chat_requests"] == 2 and state["completion_requests"] == 1
+
+
+async def test_cli_llamacpp_embedding_server(client: httpx.AsyncClient) -> None:
+    async with cli_fake("llamacpp", "--model", "minilm,embedding") as line:
+        url = line.split()[4]
+        emb = await client.post(url + "/v1/embeddings", json={"input": "hi"})
+        assert emb.status_code == 200 and emb.json()["model"] == "minilm"
+        chat = await client.post(url + "/v1/chat/completions", json=CHAT)
+        assert chat.status_code == 500 and chat.json() == LLAMA_NO_LOGITS
+
+
+# ----------------------------------------------------------------------- completions
+@pytest.mark.parametrize("kind", ["openai", "vllm", "lmstudio", "llamacpp", "ollama"])
+async def test_completions_non_stream(make: Make, client: httpx.AsyncClient, kind: str) -> None:
+    fb = await make(kind, reply="Hi there friend")
+    resp = await client.post(f"{fb.url}/v1/completions", json=COMPLETION)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["id"].startswith("chatcmpl-" if kind == "llamacpp" else "cmpl-")
+    assert body["object"] == "text_completion" and isinstance(body["created"], int)
+    assert body["model"] == "m1"
+    choice = {"text": "Hi there friend", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    if kind == "ollama":  # Ollama's CompleteChunkChoice has no logprobs field
+        del choice["logprobs"]
+    assert body["choices"] == [choice]
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    if kind == "llamacpp":
+        assert body["system_fingerprint"] == "b0-unknown" and body["timings"]["predicted_n"] == 3
+
+    capped = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "max_tokens": 2})
+    assert capped.json()["choices"][0]["text"] == "Hi there "
+    assert capped.json()["choices"][0]["finish_reason"] == "length"
+    assert capped.json()["usage"]["completion_tokens"] == 2
+    assert [r.json["max_tokens"] for r in fb.completion_requests[1:]] == [2]
+
+
+@pytest.mark.parametrize("kind", ["openai", "llamacpp", "ollama"])
+async def test_completions_stream_with_usage(
+    make: Make, client: httpx.AsyncClient, kind: str
+) -> None:
+    fb = await make(kind, reply="one two three")
+    resp = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, **STREAM_USAGE})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_json(resp.text)
+    assert len({c["id"] for c in chunks}) == 1
+    assert all(c["object"] == "text_completion" and c["model"] == "m1" for c in chunks)
+    texts = [c["choices"][0]["text"] for c in chunks[:3]]
+    assert texts == ["one ", "two ", "three"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:3]] == [None] * 3
+    usage = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    if kind == "llamacpp":  # real llama-server: usage on the finish chunk, no usage chunk
+        assert len(chunks) == 4
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        assert chunks[-1]["usage"] == usage and "timings" in chunks[-1]
+        return
+    assert len(chunks) == 5
+    finish = chunks[3]["choices"][0]
+    assert finish["text"] == "" and finish["finish_reason"] == "stop"
+    assert chunks[4]["choices"] == [] and chunks[4]["usage"] == usage
+    if kind == "ollama":  # real Ollama zeroes `usage` on every chunk before the last
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        assert all(c["usage"] == zero for c in chunks[:4])
+        assert "logprobs" not in finish
+    else:
+        assert finish == {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}
+        assert all("usage" not in c for c in chunks[:4])
+
+    plain = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "stream": True})
+    assert all(c["choices"] and "usage" not in c for c in sse_json(plain.text))
+
+
+async def test_completions_stream_max_tokens(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("vllm", reply="a b c d e")
+    payload = {**COMPLETION, "stream": True, "max_tokens": 2}
+    chunks = sse_json((await client.post(f"{fb.url}/v1/completions", json=payload)).text)
+    assert [c["choices"][0]["text"] for c in chunks] == ["a ", "b ", ""]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+    llama = await make("llamacpp", reply="a b c d e")  # n_predict wins over max_tokens
+    payload = {**COMPLETION, "max_tokens": 1, "n_predict": 3}
+    body = (await client.post(f"{llama.url}/v1/completions", json=payload)).json()
+    assert body["choices"][0]["text"] == "a b c " and body["usage"]["completion_tokens"] == 3
+
+
+async def test_completions_prompt_forms(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("openai", reply="ok")
+    many = {**COMPLETION, "prompt": ["a b", "c"]}
+    body = (await client.post(f"{fb.url}/v1/completions", json=many)).json()
+    assert [(c["index"], c["text"]) for c in body["choices"]] == [(0, "ok"), (1, "ok")]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    tokens = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "prompt": [1, 2]})
+    assert len(tokens.json()["choices"]) == 1 and tokens.json()["usage"]["prompt_tokens"] == 2
+    arrays = {**COMPLETION, "prompt": [[1, 2], [3]], "stream": True}
+    chunks = sse_json((await client.post(f"{fb.url}/v1/completions", json=arrays)).text)
+    assert sorted(c["choices"][0]["index"] for c in chunks) == [0, 0, 1, 1]
+    for bad in (None, [], 5, [{"x": 1}]):
+        resp = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "prompt": bad})
+        assert resp.status_code == 400
+        assert resp.json()["error"]["type"] == "invalid_request_error"
+
+    ollama = await make("ollama")
+    resp = await client.post(f"{ollama.url}/v1/completions", json={**COMPLETION, "prompt": ["a"]})
+    assert resp.status_code == 400  # Ollama's CompletionRequest.Prompt is a Go string
+    assert resp.json()["error"]["message"] == (
+        "json: cannot unmarshal array into Go struct field CompletionRequest.prompt of type string"
+    )
+    load = (await client.post(f"{ollama.url}/v1/completions", json={"model": "m1"})).json()
+    assert load["choices"][0] == {"text": "", "index": 0, "finish_reason": "load"}
+
+    llama = await make("llamacpp")
+    missing = await client.post(f"{llama.url}/v1/completions", json={"model": "m1"})
+    assert missing.status_code == 400
+    assert missing.json()["error"] == {
+        "code": 400,
+        "message": "[json.exception.out_of_range.403] key 'prompt' not found",
+        "type": "invalid_request_error",
+    }
+    empty = await client.post(f"{llama.url}/v1/completions", json={"prompt": []})
+    assert empty.json()["error"]["message"] == '"prompt" must not be empty'
+
+
+async def test_completions_model_checks(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("vllm", ["m1", FakeModel("emb", embedding=True)])
+    resp = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "model": "x"})
+    assert resp.status_code == 404
+    assert resp.json() == {
+        "error": {
+            "message": "model 'x' not found",
+            "type": "invalid_request_error",
+            "code": "model_not_found",
+        }
+    }
+    emb = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "model": "emb"})
+    assert emb.status_code == 400 and emb.json()["error"]["type"] == "invalid_request_error"
+
+    ollama = await make("ollama", [FakeModel("nomic", embedding=True)])
+    native = await client.post(f"{ollama.url}/api/generate", json={"model": "nomic", "prompt": "x"})
+    v1 = await client.post(f"{ollama.url}/v1/completions", json={"model": "nomic", "prompt": "x"})
+    assert native.status_code == v1.status_code == 400
+
+    exo = await make("exo")  # exo has no legacy completions route at all
+    assert (await client.post(f"{exo.url}/v1/completions", json=COMPLETION)).status_code == 404
+    forced = await make("exo", completions=True)
+    assert (await client.post(f"{forced.url}/v1/completions", json=COMPLETION)).status_code == 200
+
+
+async def test_completions_faults(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("openai", reply="a b c d e f")
+    fb.faults.fail_status, fb.faults.fail_times, fb.faults.retry_after = 500, 1, 3
+    failed = await client.post(f"{fb.url}/v1/completions", json=COMPLETION)
+    assert failed.status_code == 500 and failed.headers["retry-after"] == "3"
+    assert failed.json()["error"]["type"] == "server_error"
+    ok = await client.post(f"{fb.url}/v1/completions", json=COMPLETION)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "a b c d e f"
+
+    fb.faults.malformed_json = True
+    assert (await client.post(f"{fb.url}/v1/completions", json=COMPLETION)).text == "not json{"
+    fb.faults.malformed_json = False
+
+    fb.faults.drop_after_chunks = 2
+    received: list[str] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        async with client.stream(
+            "POST", f"{fb.url}/v1/completions", json={**COMPLETION, "stream": True}
+        ) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("data: "):
+                    received.append(line)
+    assert [json.loads(e[6:])["choices"][0]["text"] for e in received] == ["a ", "b "]
+    assert fb.client_disconnects == 0 and fb.streams_open == 0
+
+    fb.faults.drop_after_chunks, fb.faults.chunk_delay_s = None, 0.05
+    started = time.monotonic()
+    resp = await client.post(f"{fb.url}/v1/completions", json={**COMPLETION, "stream": True})
+    assert len(sse_json(resp.text)) == 7 and time.monotonic() - started >= 0.3
+
+
+async def test_completions_recorded(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("ollama")
+    await client.post(f"{fb.url}/v1/completions", json=COMPLETION, headers={"X-Trace": "t"})
+    await client.post(f"{fb.url}/v1/chat/completions", json=CHAT)
+    await client.post(f"{fb.url}/api/generate", json={**COMPLETION, "stream": False})
+    [v1, native] = fb.completion_requests
+    assert v1.path == "/v1/completions" and v1.json == COMPLETION and v1.headers["x-trace"] == "t"
+    assert native.path == "/api/generate" and native.is_completion and not native.is_chat
+    assert [r.path for r in fb.chat_requests] == ["/v1/chat/completions"]
+    assert [r.endpoint for r in fb.requests] == ["completions", "chat", "completions"]
+    assert fb.snapshot()["completion_requests"] == 2 and fb.snapshot()["chat_requests"] == 1
+
+
+async def test_llamacpp_native_completion(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("llamacpp", ["smol"], reply="a b c")
+    for path in ("/completion", "/completions"):
+        body = (await client.post(fb.url + path, json={"prompt": "hi", "n_predict": 2})).json()
+        assert body["content"] == "a b " and body["stop"] is True and body["model"] == "smol"
+        assert body["stop_type"] == "limit" and body["tokens_predicted"] == 2
+    many = (await client.post(fb.url + "/completion", json={"prompt": ["x", "y"]})).json()
+    assert [(r["index"], r["content"], r["stop_type"]) for r in many] == [
+        (0, "a b c", "eos"),
+        (1, "a b c", "eos"),
+    ]
+    resp = await client.post(fb.url + "/completions", json={"prompt": "hi", "stream": True})
+    events = [json.loads(e) for e in sse_events(resp.text)]  # native streams have no [DONE]
+    assert [(e["content"], e["stop"]) for e in events] == [
+        ("a ", False),
+        ("b ", False),
+        ("c", False),
+        ("", True),
+    ]
+    assert len(fb.completion_requests) == 4
+
+
+# ------------------------------------------------------------- llama.cpp embeddings
+async def test_llamacpp_without_embeddings_501(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("llamacpp", ["smol"])
+    for path in ("/v1/embeddings", "/embeddings"):
+        for body in (b"{}", b"{nope", b'{"input": "hi", "model": "smol"}'):
+            resp = await client.post(fb.url + path, content=body)
+            assert resp.status_code == 501
+            assert resp.json() == LLAMA_NO_EMBEDDINGS
+    assert len(fb.embedding_requests) == 6
+    chat = await client.post(fb.url + "/v1/chat/completions", json=CHAT)
+    assert chat.status_code == 200
+
+
+async def test_llamacpp_embedding_server(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("llamacpp", [FakeModel("minilm", embedding=True)])
+
+    async def embeddings(body: dict[str, Any]) -> httpx.Response:
+        return await client.post(fb.url + "/v1/embeddings", json=body)
+
+    def invalid(message: str) -> dict[str, Any]:
+        return {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}
+
+    missing = await embeddings({})
+    assert missing.status_code == 400
+    assert missing.json() == invalid('"input" or "content" must be provided')
+    empty = await embeddings({"input": []})
+    assert empty.status_code == 400 and empty.json() == invalid('"input" must not be empty')
+    blank = await embeddings({"input": [""]})
+    assert blank.status_code == 400
+    assert blank.json() == invalid("Input content cannot be empty")
+    ok = (await embeddings({"input": ["a", "b"], "model": "whatever"})).json()
+    assert ok["model"] == "whatever" and [d["index"] for d in ok["data"]] == [0, 1]
+    assert (await embeddings({"input": "a"})).json()["model"] == "minilm"
+
+    for path, body in (
+        ("/v1/chat/completions", CHAT),
+        ("/chat/completions", CHAT),
+        ("/v1/completions", COMPLETION),
+        ("/completion", COMPLETION),
+        ("/v1/completions", {**COMPLETION, **STREAM_USAGE}),
+    ):
+        resp = await client.post(fb.url + path, json=body)
+        assert resp.status_code == 500, path
+        assert resp.json() == LLAMA_NO_LOGITS
+
+
+async def test_llamacpp_error_envelope(make: Make, client: httpx.AsyncClient) -> None:
+    fb = await make("llamacpp", ["smol"])
+    bad = await client.post(fb.url + "/v1/completions", content=b"{nope")
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]) == {"code", "message", "type"}
+    assert bad.json()["error"]["code"] == 400
+    fb.faults.fail_status, fb.faults.fail_times = 503, 1
+    failed = await client.post(fb.url + "/v1/chat/completions", json=CHAT)
+    assert failed.json() == {
+        "error": {"code": 503, "message": "injected failure 503", "type": "unavailable_error"}
+    }
+    missing = await client.get(fb.url + "/v1/models/nope")
+    assert missing.json()["error"]["code"] == 404
+
+
+def test_openai_sdk_completions() -> None:
+    with FakeHost() as host:
+        fb = host.start(FakeBackend("openai", ["gpt-x"], reply="Hello from the fake"))
+        sdk = openai.OpenAI(base_url=fb.url + "/v1", api_key="x", max_retries=0)
+        done = sdk.completions.create(model="gpt-x", prompt="Say hi", max_tokens=16)
+        assert done.object == "text_completion" and done.id.startswith("cmpl-")
+        assert done.choices[0].text == "Hello from the fake"
+        assert done.choices[0].finish_reason == "stop"
+        assert done.usage is not None and done.usage.total_tokens == 2 + 4
+        short = sdk.completions.create(model="gpt-x", prompt=["a", "b"], max_tokens=1)
+        assert [(c.index, c.text, c.finish_reason) for c in short.choices] == [
+            (0, "Hello ", "length"),
+            (1, "Hello ", "length"),
+        ]
+        stream = sdk.completions.create(
+            model="gpt-x", prompt="Say hi", stream=True, stream_options={"include_usage": True}
+        )
+        chunks = list(stream)
+        assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello from the fake"
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+        with pytest.raises(openai.NotFoundError):
+            sdk.completions.create(model="nope", prompt="x")
+        assert fb.completion_requests[0].json["max_tokens"] == 16
+        assert fb.completion_requests[0].headers["authorization"] == "Bearer x"
+
+        llama = host.start(FakeBackend("llamacpp", ["smol"], reply="a b"))
+        sdk = openai.OpenAI(base_url=llama.url + "/v1", api_key="x", max_retries=0)
+        chunks = list(sdk.completions.create(model="smol", prompt="x", stream=True))
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2

@@ -45,7 +45,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         type=_model,
         metavar="ID[,vision][,tools][,embedding][,unloaded][,ctx=N]",
-        help="repeatable; default: llama3:8b for ollama, fake-model otherwise",
+        help=(
+            "repeatable; default: llama3:8b for ollama, fake-model otherwise. llamacpp serves "
+            "the first only, and `embedding` there means started with --embeddings"
+        ),
     )
     parser.add_argument("--reply", default="Hello from the fake")
     parser.add_argument("--chunks", type=int, help="exact number of streamed content chunks")

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .openai_api import models_list
-from .state import FakeModel
+from .openai_api import llamacpp_timings, models_list, prompt_error, reply_json
+from .state import FakeModel, cap_pieces, completion_prompts, prompt_tokens
+from .wire import dumps, sse
 
 if TYPE_CHECKING:
     from .server import FakeBackend
@@ -60,6 +61,75 @@ def _llamacpp(app: web.Application, fb: FakeBackend) -> None:
             return fb.error(request, 503, "no slot available")
         return web.json_response([slot()])
 
+    async def completion(request: web.Request) -> web.StreamResponse:
+        """llama.cpp's native `/completion(s)`: `content`/`stop` objects, no `[DONE]`."""
+        gated = await fb.gate(request, "completions")
+        if isinstance(gated, web.StreamResponse):
+            return gated
+        body, model = gated
+        raw = body.get("prompt")
+        prompts = completion_prompts(raw)
+        if prompts is None:
+            return fb.error(request, 400, prompt_error(fb, raw))
+        limit = body.get("n_predict", body.get("max_tokens"))
+        pieces, finish = cap_pieces(fb.pieces, limit)
+        stream = bool(body.get("stream"))
+
+        def final(index: int, prompt: str | list[int], content: str) -> dict[str, Any]:
+            evaluated = prompt_tokens([prompt])
+            return {
+                "index": index,
+                "content": content,
+                "tokens": [],
+                "id_slot": 0,
+                "stop": True,
+                "model": model.id,
+                "tokens_predicted": len(pieces),
+                "tokens_evaluated": evaluated,
+                "generation_settings": {
+                    **_SAMPLING,
+                    "n_predict": limit if isinstance(limit, int) else -1,
+                    "stream": stream,
+                },
+                "prompt": prompt if isinstance(prompt, str) else dumps(prompt),
+                "has_new_line": "\n" in content,
+                "truncated": False,
+                "stop_type": "limit" if finish == "length" else "eos",
+                "stopping_word": "",
+                "tokens_cached": evaluated + len(pieces),
+                "timings": llamacpp_timings(evaluated, len(pieces)),
+            }
+
+        if not stream:
+            text = fb.reply if finish == "stop" else "".join(pieces)
+            results = [final(i, p, text) for i, p in enumerate(prompts)]
+            return reply_json(fb, results[0] if len(results) == 1 else results)
+
+        def partial(index: int, prompt: str | list[int], n: int, piece: str) -> bytes:
+            return sse(
+                {
+                    "index": index,
+                    "content": piece,
+                    "tokens": [1000 + n],
+                    "stop": False,
+                    "id_slot": -1,
+                    "tokens_predicted": n + 1,
+                    "tokens_evaluated": prompt_tokens([prompt]),
+                }
+            )
+
+        return await fb.stream(
+            request,
+            "text/event-stream",
+            head=[],
+            content=[
+                partial(i, prompt, n, piece)
+                for i, prompt in enumerate(prompts)
+                for n, piece in enumerate(pieces)
+            ],
+            tail=[sse(final(i, prompt, "")) for i, prompt in enumerate(prompts)],
+        )
+
     async def metrics(request: web.Request) -> web.Response:
         text = (
             f"llamacpp:requests_processing {fb.active_chats}\n"
@@ -73,6 +143,8 @@ def _llamacpp(app: web.Application, fb: FakeBackend) -> None:
     app.router.add_get("/props", props)
     app.router.add_get("/slots", slots)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/completion", completion)  # legacy name, still served
+    app.router.add_post("/completions", completion)
 
 
 def _vllm(app: web.Application, fb: FakeBackend) -> None:

@@ -113,7 +113,7 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
 
     async def answer(request: web.Request, key: str) -> web.StreamResponse:
         """Shared by /api/chat (`message`) and /api/generate (`response`)."""
-        gated = await fb.gate_chat(request)
+        gated = await fb.gate(request, "chat" if key == "message" else "completions")
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated
@@ -176,7 +176,7 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
         return await answer(request, "response")
 
     async def embed_route(request: web.Request) -> web.Response:
-        gated = await fb.gate_chat(request, embedding=True)
+        gated = await fb.gate(request, "embeddings")
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated

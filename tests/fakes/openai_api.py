@@ -1,8 +1,17 @@
-"""The OpenAI-compatible surface every kind serves (`/v1/models`, chat, embeddings).
+"""The OpenAI-compatible surface every kind serves (`/v1/models`, chat, completions, embeddings).
 
 Per-kind quirks that real servers show on this surface are kept here on purpose (llama.cpp's
 `meta`, `timings`, null first delta and alias-as-model; vLLM's `max_model_len`), so a gateway
-test meets the same variation it will meet in the field.
+test meets the same variation it will meet in the field. Legacy `/v1/completions` quirks, seen
+on the real servers:
+
+- llama.cpp answers with a `chatcmpl-` id and puts `usage` (and `timings`) on the final
+  finish chunk of every stream, with no separate `choices: []` usage chunk even when
+  `stream_options.include_usage` is set; `n_predict` overrides `max_tokens`.
+- Ollama takes a string `prompt` only (a list is a 400 from its JSON decoder), omits
+  `logprobs`, and with `include_usage` puts a zeroed `usage` on every chunk before the real
+  usage chunk. An empty prompt only loads the model (`finish_reason: "load"`), as natively.
+- exo has no `/v1/completions` at all (see `server.NO_COMPLETIONS`).
 """
 
 from __future__ import annotations
@@ -12,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .state import FakeModel, count_words, embed
+from .state import (
+    FakeModel,
+    cap_pieces,
+    completion_prompts,
+    count_words,
+    embed,
+    prompt_tokens,
+)
 from .wire import dumps, new_id, sse
 
 if TYPE_CHECKING:
@@ -75,13 +91,63 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+def llamacpp_timings(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_n": prompt, "prompt_ms": 1.0, "predicted_n": completion, "predicted_ms": 1.0}
+
+
 def _extras(fb: FakeBackend, prompt: int, completion: int) -> dict[str, Any]:
     if fb.kind != "llamacpp":
         return {}
-    return {
-        "system_fingerprint": "b0-unknown",
-        "timings": {"prompt_n": prompt, "predicted_n": completion, "prompt_ms": 1.0},
-    }
+    return {"system_fingerprint": "b0-unknown", "timings": llamacpp_timings(prompt, completion)}
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    """`stream_options.include_usage`, which asks for a final `choices: []` usage chunk."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def reply_json(fb: FakeBackend, payload: Any) -> web.Response:
+    """A non-streamed answer, or a broken body when the `malformed_json` fault is on."""
+    if fb.faults.malformed_json:
+        return web.Response(text="not json{", content_type="application/json")
+    return web.json_response(payload, dumps=dumps)
+
+
+async def sse_stream(
+    fb: FakeBackend,
+    request: web.Request,
+    *,
+    head: list[bytes],
+    content: list[bytes],
+    finish: list[bytes],
+    usage: dict[str, Any] | None,
+) -> web.StreamResponse:
+    """OpenAI SSE framing: head, content, finish chunk(s), optional usage chunk, `[DONE]`.
+
+    `usage` is the whole usage chunk (`choices: []`); faults apply as in `FakeBackend.stream`.
+    """
+    tail = [*finish, *([sse(usage)] if usage is not None else []), sse("[DONE]")]
+    return await fb.stream(request, "text/event-stream", head=head, content=content, tail=tail)
+
+
+def prompt_error(fb: FakeBackend, value: Any) -> str:
+    """Why `prompt` is unusable, worded like the real server."""
+    if fb.kind == "llamacpp":
+        if value is None:
+            return "[json.exception.out_of_range.403] key 'prompt' not found"
+        if value == []:
+            return '"prompt" must not be empty'
+        return (
+            '"prompt" elements must be a string, a list of tokens, a JSON object containing a '
+            "prompt string, or a list of mixed strings & tokens."
+        )
+    if fb.kind == "ollama":  # Go's encoding/json, decoding into `Prompt string`
+        kind = {list: "array", dict: "object", bool: "bool", int: "number", float: "number"}
+        found = kind.get(type(value), "value")
+        field = "Go struct field CompletionRequest.prompt of type string"
+        return f"json: cannot unmarshal {found} into {field}"
+    return "'prompt' must be a string, a list of strings, or token-id arrays"
 
 
 def add_routes(app: web.Application, fb: FakeBackend) -> None:
@@ -96,7 +162,7 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
         return web.json_response(model_entry(fb, found))
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        gated = await fb.gate_chat(request)
+        gated = await fb.gate(request, "chat")
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated
@@ -105,9 +171,8 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
         pieces = fb.pieces
         base = {"id": new_id("chatcmpl"), "created": int(time.time()), "model": name}
         if not body.get("stream"):
-            if fb.faults.malformed_json:
-                return web.Response(text="not json{", content_type="application/json")
-            return web.json_response(
+            return reply_json(
+                fb,
                 {
                     **base,
                     "object": "chat.completion",
@@ -122,42 +187,115 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
                     "usage": _usage(prompt, len(pieces)),
                     **_extras(fb, prompt, len(pieces)),
                 },
-                dumps=dumps,
             )
+        base["object"] = "chat.completion.chunk"
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return sse({**base, "object": "chat.completion.chunk", "choices": [choice]})
+            return sse({**base, "choices": [choice]})
 
         first = None if fb.kind == "llamacpp" else ""
-        tail = [chunk({}, "stop")]
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
-            usage = {**base, "object": "chat.completion.chunk", "choices": []}
-            usage["usage"] = _usage(prompt, len(pieces))
-            tail.append(sse(usage))
-        tail.append(sse("[DONE]"))
-        return await fb.stream(
+        usage = {**base, "choices": [], "usage": _usage(prompt, len(pieces))}
+        return await sse_stream(
+            fb,
             request,
-            "text/event-stream",
             head=[chunk({"role": "assistant", "content": first})],
             content=[chunk({"content": p}) for p in pieces],
-            tail=tail,
+            finish=[chunk({}, "stop")],
+            usage=usage if wants_usage(body) else None,
         )
 
-    async def embeddings(request: web.Request) -> web.Response:
-        gated = await fb.gate_chat(request, embedding=True)
+    async def completions(request: web.Request) -> web.StreamResponse:
+        gated = await fb.gate(request, "completions")
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated
-        texts = embedding_inputs(body.get("input"))
-        if texts is None:
-            return fb.error(request, 400, "'input' must be a string or a list")
+        raw = body.get("prompt")
+        if fb.kind == "ollama":
+            raw = "" if raw is None else raw  # Go leaves a missing string field empty
+            prompts: list[str | list[int]] | None = [raw] if isinstance(raw, str) else None
+        else:
+            prompts = completion_prompts(raw)
+        if prompts is None:
+            return fb.error(request, 400, prompt_error(fb, raw))
+        limit = body.get("max_tokens")
+        if fb.kind == "llamacpp" and "n_predict" in body:
+            limit = body["n_predict"]
+        pieces, finish = cap_pieces(fb.pieces, limit)
+        if fb.kind == "ollama" and raw == "":
+            pieces, finish = [], "load"  # Ollama's generate only loads the model
+        text = fb.reply if finish == "stop" else "".join(pieces)
+        n_prompt, n_completion = prompt_tokens(prompts), len(pieces) * len(prompts)
+        llama, ollama = fb.kind == "llamacpp", fb.kind == "ollama"
+        base: dict[str, Any] = {
+            "id": new_id("chatcmpl" if llama else "cmpl"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model.id if llama else str(body["model"]),
+        }
+        if llama or ollama:
+            base["system_fingerprint"] = "b0-unknown" if llama else "fp_ollama"
+        usage = _usage(n_prompt, n_completion)
+
+        def choice(index: int, piece: str, reason: str | None) -> dict[str, Any]:
+            out: dict[str, Any] = {"text": piece, "index": index}
+            if not ollama:
+                out["logprobs"] = None
+            out["finish_reason"] = reason
+            return out
+
+        if not body.get("stream"):
+            return reply_json(
+                fb,
+                {
+                    **base,
+                    "choices": [choice(i, text, finish) for i in range(len(prompts))],
+                    "usage": usage,
+                    **_extras(fb, n_prompt, n_completion),
+                },
+            )
+        include_usage = wants_usage(body)
+        zeroed = {"usage": _usage(0, 0)} if ollama and include_usage else {}
+
+        def chunk(index: int, piece: str, reason: str | None = None, **extra: Any) -> bytes:
+            return sse({**base, "choices": [choice(index, piece, reason)], **zeroed, **extra})
+
+        finishes = [chunk(i, "", finish) for i in range(len(prompts))]
+        if llama:  # usage rides on the last finish chunk, whatever `include_usage` says
+            last = len(prompts) - 1
+            finishes[-1] = chunk(
+                last, "", finish, usage=usage, timings=llamacpp_timings(n_prompt, n_completion)
+            )
+        return await sse_stream(
+            fb,
+            request,
+            head=[],
+            content=[chunk(i, p) for i in range(len(prompts)) for p in pieces],
+            finish=finishes,
+            usage={**base, "choices": [], "usage": usage} if include_usage and not llama else None,
+        )
+
+    async def embeddings(request: web.Request) -> web.Response:
+        gated = await fb.gate(request, "embeddings")
+        if isinstance(gated, web.StreamResponse):
+            return gated
+        body, model = gated
+        if fb.kind == "llamacpp":
+            checked = _llamacpp_embedding_inputs(body)
+            if isinstance(checked, str):
+                return fb.error(request, 400, checked)
+            texts = checked
+            name = body["model"] if isinstance(body.get("model"), str) else model.id  # echoed
+        else:
+            texts = embedding_inputs(body.get("input"))
+            if texts is None:
+                return fb.error(request, 400, "'input' must be a string or a list")
+            name = str(body["model"])
         tokens = count_words(texts)
         return web.json_response(
             {
                 "object": "list",
-                "model": model.id if fb.kind == "llamacpp" else str(body["model"]),
+                "model": name,
                 "data": [
                     {"object": "embedding", "index": i, "embedding": embed(t)}
                     for i, t in enumerate(texts)
@@ -170,8 +308,11 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat)
+    if fb.serves_completions:
+        app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
     if fb.kind == "llamacpp":  # llama-server also routes these without the /v1 prefix
+        # (its unprefixed `/completion(s)` is the native API: see native_api)
         app.router.add_get("/models", list_models)
         app.router.add_post("/chat/completions", chat)
         app.router.add_post("/embeddings", embeddings)
@@ -186,3 +327,25 @@ def embedding_inputs(value: Any) -> list[str] | None:
             return [" ".join(map(str, value))]
         return [v if isinstance(v, str) else dumps(v) for v in value]
     return None
+
+
+def _llamacpp_embedding_inputs(body: dict[str, Any]) -> list[str] | str:
+    """Texts to embed, or the 400 message llama-server (with `--embeddings`) gives instead."""
+    if "input" in body:
+        key = "input"
+    elif "content" in body:
+        key = "content"
+    else:
+        return '"input" or "content" must be provided'
+    value = body[key]
+    if value == []:
+        return f'"{key}" must not be empty'
+    texts = embedding_inputs(value)
+    if texts is None:
+        return (
+            '"prompt" elements must be a string, a list of tokens, a JSON object containing a '
+            "prompt string, or a list of mixed strings & tokens."
+        )
+    if any(t == "" for t in texts):
+        return "Input content cannot be empty"
+    return texts

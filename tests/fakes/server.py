@@ -18,10 +18,14 @@ from typing import Any
 from aiohttp import web
 
 from . import native_api, ollama_api, openai_api
-from .state import CHAT_PATHS, FakeModel, Faults, RecordedRequest, split_pieces
+from .state import GENERATION_PATHS, FakeModel, Faults, RecordedRequest, split_pieces
 from .wire import BODY_KEY
 
 KINDS = ("ollama", "openai", "vllm", "llamacpp", "lmstudio", "exo")
+# exo's API has chat completions but no legacy `/v1/completions` (checked up to mid-2026)
+NO_COMPLETIONS = frozenset({"exo"})
+LLAMACPP_NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
+LLAMACPP_NO_LOGITS = "the current context does not support logits computation. skipping"
 _STREAMING = web.RequestKey("fake_streaming", bool)
 _DROPPED = web.RequestKey("fake_dropped", bool)
 _ERROR_TYPES = {
@@ -50,6 +54,7 @@ class FakeBackend:
         reply: str = "Hello from the fake",
         chunks: int | None = None,
         name: str | None = None,
+        completions: bool | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
@@ -59,11 +64,13 @@ class FakeBackend:
         self.reply = reply
         self.chunks = chunks
         self.faults = Faults()
+        # serve `/v1/completions`? (None: what the real server does; read when the app is built)
+        self.serves_completions = kind not in NO_COMPLETIONS if completions is None else completions
         self.requests: list[RecordedRequest] = []
         self.request_count = 0  # total ever received, even past `max_recorded`
         self.max_recorded: int | None = None  # cap memory in long benchmark runs
         self.streams_open = 0
-        self.active_chats = 0
+        self.active_chats = 0  # in-flight generations (chat and completions): slots, metrics
         self.client_disconnects = 0
         self.stream_disconnects = 0
         self.created = int(time.time())
@@ -82,9 +89,21 @@ class FakeBackend:
     def running(self) -> bool:
         return self._runner is not None
 
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        """Recorded requests for `chat`, `completions` or `embeddings` (see `RecordedRequest`)."""
+        return [r for r in self.requests if r.endpoint == endpoint]
+
     @property
     def chat_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.is_chat]
+        return self.requests_to("chat")
+
+    @property
+    def completion_requests(self) -> list[RecordedRequest]:
+        return self.requests_to("completions")
+
+    @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return self.requests_to("embeddings")
 
     @property
     def pieces(self) -> list[str]:
@@ -144,6 +163,8 @@ class FakeBackend:
             "models": [asdict(m) for m in self.models],
             "requests": self.request_count,
             "chat_requests": len(self.chat_requests),
+            "completion_requests": len(self.completion_requests),
+            "embedding_requests": len(self.embedding_requests),
             "streams_open": self.streams_open,
             "client_disconnects": self.client_disconnects,
             "stream_disconnects": self.stream_disconnects,
@@ -151,7 +172,11 @@ class FakeBackend:
 
     # ----------------------------------------------------------------------- responses
     def error(self, request: web.Request, status: int, message: str | None = None) -> web.Response:
-        """Error in the protocol's own shape: Ollama native is `{"error": str}`, else OpenAI."""
+        """Error in the protocol's own shape.
+
+        Ollama native is `{"error": str}`; llama.cpp always `{"error": {code: int, message, type}}`;
+        the rest the OpenAI `{"error": {message, type, code: str}}`.
+        """
         message = message or f"fake {self.kind} error {status}"
         headers: dict[str, str] = {}
         if self.faults.retry_after is not None and status >= 400:
@@ -159,16 +184,26 @@ class FakeBackend:
         if self.kind == "ollama" and request.path.startswith("/api/"):
             return web.json_response({"error": message}, status=status, headers=headers)
         err_type, code = _ERROR_TYPES.get(status, ("server_error", f"http_{status}"))
-        if self.kind == "llamacpp" and status == 503 and self.faults.loading:
-            body: dict[str, Any] = {"code": 503, "message": message, "type": err_type}
+        if self.kind == "llamacpp":
+            body: dict[str, Any] = {"code": status, "message": message, "type": err_type}
         else:
             body = {"message": message, "type": err_type, "code": code}
         return web.json_response({"error": body}, status=status, headers=headers)
 
-    async def gate_chat(
-        self, request: web.Request, *, embedding: bool = False
+    async def gate(
+        self, request: web.Request, endpoint: str = "chat"
     ) -> tuple[dict[str, Any], FakeModel] | web.Response:
-        """Shared front half of chat/embedding handlers: parse, faults, latency, model lookup."""
+        """Shared front half of inference handlers: parse, faults, latency, model lookup.
+
+        `endpoint` is `chat`, `completions` or `embeddings`; it decides which models qualify.
+        A mismatch is refused like the real server: llama.cpp (whose one model's `embedding`
+        flag stands for `--embeddings`) answers embeddings with 501 unless started for them,
+        and generation with 500 when it was; other kinds answer 400.
+        """
+        embedding = endpoint == "embeddings"
+        if self.kind == "llamacpp" and embedding and not self._llamacpp_embeds():
+            # checked before the body is even parsed, so `{}` or garbage gets the same answer
+            return self.error(request, 501, LLAMACPP_NO_EMBEDDINGS)
         body = request.get(BODY_KEY)
         if not isinstance(body, dict):
             return self.error(request, 400, "request body is not a valid JSON object")
@@ -181,7 +216,9 @@ class FakeBackend:
         model = self.model(ident if isinstance(ident, str) else None)
         if model is None:
             message = f"model '{ident}' not found"
-            if self.kind == "ollama" and request.path.startswith("/api/"):
+            if self.kind == "llamacpp" or (
+                self.kind == "ollama" and request.path.startswith("/api/")
+            ):
                 return self.error(request, 404, message)
             return web.json_response(
                 {
@@ -194,13 +231,19 @@ class FakeBackend:
                 status=404,
             )
         if embedding and not model.embedding:
-            status = 501 if self.kind == "llamacpp" else 400
-            return self.error(request, status, f"model '{model.id}' does not support embeddings")
+            return self.error(request, 400, f"model '{model.id}' does not support embeddings")
         if not embedding and model.embedding:
-            return self.error(request, 400, f"model '{model.id}' does not support chat")
+            if self.kind == "llamacpp":  # an embedding model (e.g. BERT) has no logits
+                return self.error(request, 500, LLAMACPP_NO_LOGITS)
+            what = "chat" if endpoint == "chat" else "generate"
+            return self.error(request, 400, f"model '{model.id}' does not support {what}")
         if self.kind in {"ollama", "lmstudio"}:
             model.loaded = True  # both load on demand (JIT), which /api/ps and state then show
         return body, model
+
+    def _llamacpp_embeds(self) -> bool:
+        """llama-server runs one model; `--embeddings` is modelled as that model's flag."""
+        return bool(self.models) and self.models[0].embedding
 
     async def stream(
         self,
@@ -274,8 +317,8 @@ class FakeBackend:
             status = self.faults.health_status
             if status is not None and request.method in {"GET", "HEAD"}:
                 return self.error(request, status, f"forced health status {status}")
-        is_chat = request.method == "POST" and request.path in CHAT_PATHS
-        self.active_chats += is_chat
+        generating = request.method == "POST" and request.path in GENERATION_PATHS
+        self.active_chats += generating
         try:
             return await handler(request)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -285,7 +328,7 @@ class FakeBackend:
                 self._notify()
             raise
         finally:
-            self.active_chats -= is_chat
+            self.active_chats -= generating
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)

@@ -13,6 +13,25 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/api/chat"})
+# `/completion(s)` are llama.cpp's native routes, `/api/generate` Ollama's native one
+COMPLETION_PATHS = frozenset({"/v1/completions", "/completions", "/completion", "/api/generate"})
+EMBEDDING_PATHS = frozenset(
+    {"/v1/embeddings", "/embeddings", "/embedding", "/api/embed", "/api/embeddings"}
+)
+# the names Nexus itself uses for `RequestRecord.endpoint`
+ENDPOINTS: dict[str, frozenset[str]] = {
+    "chat": CHAT_PATHS,
+    "completions": COMPLETION_PATHS,
+    "embeddings": EMBEDDING_PATHS,
+}
+GENERATION_PATHS = CHAT_PATHS | COMPLETION_PATHS
+
+
+def endpoint_of(method: str, path: str) -> str | None:
+    """`chat`, `completions` or `embeddings` for an inference request, else None."""
+    if method != "POST":
+        return None
+    return next((name for name, paths in ENDPOINTS.items() if path in paths), None)
 
 
 @dataclass
@@ -23,7 +42,7 @@ class FakeModel:
     context_length: int = 4096
     vision: bool = False
     tools: bool = False
-    embedding: bool = False
+    embedding: bool = False  # llama.cpp: the server was started with `--embeddings`
     loaded: bool = True  # ollama /api/ps and lmstudio `state`; a chat request loads it
 
     @classmethod
@@ -77,7 +96,10 @@ class Faults:
             setattr(self, key, value)
 
     def take_failure(self) -> int | None:
-        """Return the status to fail this chat request with, consuming one of `fail_times`."""
+        """Status to fail this inference request with (chat, completion or embedding).
+
+        Consumes one of `fail_times`; None means serve normally.
+        """
         if self.fail_status is None:
             return None
         if self.fail_times is not None:
@@ -100,8 +122,17 @@ class RecordedRequest:
     body: bytes = b""
 
     @property
+    def endpoint(self) -> str | None:
+        """`chat`, `completions`, `embeddings` (native Ollama/llama.cpp routes included) or None."""
+        return endpoint_of(self.method, self.path)
+
+    @property
     def is_chat(self) -> bool:
-        return self.method == "POST" and self.path in CHAT_PATHS
+        return self.endpoint == "chat"
+
+    @property
+    def is_completion(self) -> bool:
+        return self.endpoint == "completions"
 
 
 def split_pieces(reply: str, chunks: int | None) -> list[str]:
@@ -116,6 +147,44 @@ def split_pieces(reply: str, chunks: int | None) -> list[str]:
         return [reply[a:b] for a, b in itertools.pairwise(bounds)]
     words = words or [""]
     return [words[i % len(words)] for i in range(chunks)]
+
+
+def cap_pieces(pieces: list[str], limit: Any) -> tuple[list[str], str]:
+    """Apply a `max_tokens`-style cap (one piece per token): the pieces sent and finish reason.
+
+    A negative or non-integer limit (llama.cpp's `n_predict: -1`, a missing key) means no cap.
+    """
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(pieces):
+        return pieces[:limit], "length"
+    return list(pieces), "stop"
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def completion_prompts(value: Any) -> list[str | list[int]] | None:
+    """Split an OpenAI `prompt` into prompts, one choice each; None when malformed.
+
+    Accepts a string, a list of strings, one token-id array or a list of token-id arrays.
+    """
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(_is_token(v) for v in value):
+        return [list(value)]
+    if all(
+        isinstance(v, str) or (isinstance(v, list) and v and all(_is_token(t) for t in v))
+        for v in value
+    ):
+        return list(value)
+    return None
+
+
+def prompt_tokens(prompts: list[str | list[int]]) -> int:
+    """Rough token count: words of a text prompt, ids of a token-id prompt."""
+    return sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompts)
 
 
 def count_words(value: Any) -> int:
