@@ -6,6 +6,8 @@ skipped when the model is missing; under CI (``CI=true``) a missing model fails 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import socket
 import subprocess
@@ -17,6 +19,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
+from nexusd.types import Endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = Path(
@@ -37,32 +41,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_url() -> Iterator[str]:
+#: the embedding model shipped in the steering repo's shared/ (see its models/README.md)
+EMBED_MODEL = Path(
+    os.environ.get(
+        "NEXUS_TEST_EMBED_GGUF", ROOT.parent / "shared/models/all-MiniLM-L6-v2-q8_0.gguf"
+    )
+)
+EMBED_ALIAS = "all-minilm-l6-v2"
+
+
+def _require(model: Path) -> None:
     try:
         import xllamacpp  # noqa: F401
     except ImportError:
         available = False
     else:
-        available = MODEL.is_file()
+        available = model.is_file()
     if not available:
-        message = f"real backend not provisioned (run scripts/fetch_test_model.sh; model {MODEL})"
+        message = f"real backend not provisioned (run scripts/fetch_test_model.sh; model {model})"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def llama_server(model: Path, alias: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """llama.cpp's own server on a free loopback port; stopped (SIGTERM) on exit."""
+    _require(model)
     port = _free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "scripts/llama_server.py"),
-            str(MODEL),
+            str(model),
             str(port),
-            "--alias",
-            ALIAS,
-            "--ctx",
-            "2048",
-            "--parallel",
-            "2",
+            *("--alias", alias, *extra),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -80,10 +93,22 @@ def llama_url() -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"llama.cpp server did not become ready (exit {proc.poll()})")
             time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def llama_url() -> Iterator[str]:
+    with llama_server(MODEL, ALIAS, "--ctx", "2048", "--parallel", "2") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def embed_url() -> Iterator[str]:
+    with llama_server(EMBED_MODEL, EMBED_ALIAS, "--embedding", "--ctx", "512") as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -146,3 +171,218 @@ def test_models_and_capabilities_come_from_server_metadata(llama_url: str, throu
     assert entry["context_length"] == props["default_generation_settings"]["n_ctx"] == 1024
     assert entry["capabilities"]["vision"] is props["modalities"]["vision"] is False
     assert entry["capabilities"]["tools"] is props["chat_template_caps"]["supports_tools"]
+
+
+# --- never stricter than the backend (issue #10) ----------------------------------------------
+
+
+def test_max_tokens_beyond_the_slot_is_served(llama_url: str, through_nexus) -> None:
+    """1024-token slot, max_tokens 2048: llama.cpp clamps and answers, so Nexus must route."""
+    client = openai.OpenAI(base_url=through_nexus.url + "/v1", api_key="unused", timeout=60)
+    reply = client.chat.completions.create(
+        model=ALIAS, messages=PROMPT, max_tokens=2048, temperature=0
+    )
+    assert "Paris" in (reply.choices[0].message.content or "")
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+def test_tools_to_a_template_without_tools_is_served(llama_url: str, through_nexus) -> None:
+    props = httpx.get(llama_url + "/props").json()
+    assert props["chat_template_caps"]["supports_tools"] is False  # the premise
+    r = httpx.post(
+        through_nexus.url + "/v1/chat/completions",
+        json={"model": ALIAS, "messages": PROMPT, "tools": TOOLS, "max_tokens": 16},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-nexus-backend"] == "llama"
+
+
+def test_tools_prefer_a_tools_capable_backend(fakes, nexus, llama_url: str) -> None:
+    able = fakes("ollama", [{"id": ALIAS, "tools": True}], reply="from the tools-capable one")
+    d = nexus(
+        {
+            "backends": [
+                {"name": "llama", "url": llama_url, "type": "llamacpp", "priority": 1},
+                {"name": "able", "url": able.url, "type": "ollama", "priority": 99},
+            ]
+        }
+    )
+    d.wait_healthy("llama", "able", timeout=20)
+    body = {"model": ALIAS, "messages": PROMPT, "max_tokens": 8}
+    for _ in range(3):
+        r = httpx.post(d.url + "/v1/chat/completions", json={**body, "tools": TOOLS}, timeout=60)
+        assert r.status_code == 200 and r.headers["x-nexus-backend"] == "able"
+    # without tools the priority decides again: the real server
+    r = httpx.post(d.url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.headers["x-nexus-backend"] == "llama"
+
+
+# --- embeddings on the real server ------------------------------------------------------------
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "hello world",
+    "A man is eating food.",
+    "Nexus routes requests to local inference servers.",
+    "Embeddings turn text into vectors.",
+    "Paris is the capital of France.",
+    "The weather is lovely today.",
+    "llama.cpp serves GGUF models over HTTP.",
+]
+
+
+@pytest.fixture
+def embed_nexus(nexus, embed_url: str):
+    d = nexus({"backends": [{"name": "emb", "url": embed_url, "type": "llamacpp"}]})
+    d.wait_healthy("emb", timeout=20)
+    return d
+
+
+def test_embeddings_equal_the_servers_own(embed_url: str, embed_nexus) -> None:
+    for inputs in ("What is the capital of France?", SENTENCES):
+        body = {"model": EMBED_ALIAS, "input": inputs, "encoding_format": "float"}
+        direct = httpx.post(embed_url + "/v1/embeddings", json=body, timeout=60).json()
+        proxied = httpx.post(embed_nexus.url + "/v1/embeddings", json=body, timeout=60)
+        assert proxied.status_code == 200
+        got = proxied.json()
+        assert len(got["data"]) == len(direct["data"]) == (1 if isinstance(inputs, str) else 8)
+        for mine, theirs in zip(got["data"], direct["data"], strict=True):
+            assert len(mine["embedding"]) == 384
+            assert _cosine(mine["embedding"], theirs["embedding"]) >= 0.9999
+        assert got["usage"]["prompt_tokens"] == direct["usage"]["prompt_tokens"]
+    # and through the official SDK
+    client = openai.OpenAI(base_url=embed_nexus.url + "/v1", api_key="unused")
+    assert len(client.embeddings.create(model=EMBED_ALIAS, input=SENTENCES).data) == 8
+    embed_nexus.wait_idle()
+    recs = embed_nexus.call(lambda: embed_nexus.core.history.recent(10))
+    assert recs[0].endpoint == "embeddings" and recs[0].prompt_tokens
+
+
+def test_chat_to_the_embedding_model_is_400_and_the_backend_stays_healthy(
+    embed_nexus,
+) -> None:
+    model = embed_nexus.call(lambda: embed_nexus.core.registry.get("emb").models[EMBED_ALIAS])
+    assert model.embeddings and model.knows("embeddings")  # stated by the server itself
+    for _ in range(10):
+        r = httpx.post(
+            embed_nexus.url + "/v1/chat/completions",
+            json={"model": EMBED_ALIAS, "messages": PROMPT},
+            timeout=30,
+        )
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] == "wrong_endpoint"
+    backend = embed_nexus.backend("emb")
+    assert backend.routable and backend.passive_failures == 0 and backend.errors == 0
+
+
+def test_embeddings_to_the_chat_server_is_400(through_nexus) -> None:
+    r = httpx.post(
+        through_nexus.url + "/v1/embeddings", json={"model": ALIAS, "input": "x"}, timeout=30
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "wrong_endpoint"
+
+
+def test_embeddings_fail_over_to_the_same_model_on_another_server(nexus) -> None:
+    with (
+        llama_server(EMBED_MODEL, EMBED_ALIAS, "--embedding") as (first_url, first),
+        llama_server(EMBED_MODEL, EMBED_ALIAS, "--embedding") as (second_url, _),
+    ):
+        d = nexus(
+            {
+                "backends": [
+                    {"name": "first", "url": first_url, "type": "llamacpp", "priority": 1},
+                    {"name": "second", "url": second_url, "type": "llamacpp", "priority": 99},
+                ]
+            }
+        )
+        d.wait_healthy("first", "second", timeout=20)
+        body = {"model": EMBED_ALIAS, "input": SENTENCES[:3]}
+        r = httpx.post(d.url + "/v1/embeddings", json=body, timeout=60)
+        assert r.headers["x-nexus-backend"] == "first"
+        first.terminate()
+        first.wait(10)
+        r = httpx.post(d.url + "/v1/embeddings", json=body, timeout=60)
+        assert r.status_code == 200 and r.headers["x-nexus-backend"] == "second"
+        assert len(r.json()["data"]) == 3
+
+
+def test_a_failing_embedding_model_never_falls_over_to_another(fakes, nexus) -> None:
+    other = fakes("ollama", [{"id": "other-embedder", "embedding": True}])
+    with llama_server(EMBED_MODEL, EMBED_ALIAS, "--embedding") as (url, proc):
+        d = nexus(
+            {
+                "backends": [
+                    {"name": "emb", "url": url, "type": "llamacpp"},
+                    {"name": "other", "url": other.url, "type": "ollama"},
+                ],
+                "routing": {"fallbacks": {EMBED_ALIAS: ["other-embedder"]}},
+            }
+        )
+        d.wait_healthy("emb", "other", timeout=20)
+        proc.terminate()
+        proc.wait(10)
+        r = httpx.post(
+            d.url + "/v1/embeddings", json={"model": EMBED_ALIAS, "input": "x"}, timeout=30
+        )
+        assert r.status_code in (502, 503)
+        assert other.embedding_requests == []
+        # chat keeps its fallbacks: the rule is only for vectors
+        assert d.call(lambda: d.core.gateway.chain(EMBED_ALIAS, Endpoint.CHAT)) == [
+            EMBED_ALIAS,
+            "other-embedder",
+        ]
+
+
+# --- legacy completions on the real server -----------------------------------------------------
+
+
+def test_completions_equal_direct_stream_and_not(llama_url: str, through_nexus) -> None:
+    body = {
+        "model": ALIAS,
+        "prompt": "The capital of France is",
+        "max_tokens": 16,
+        "temperature": 0,
+        "cache_prompt": False,
+    }
+    direct = httpx.post(llama_url + "/v1/completions", json=body, timeout=60).json()
+    proxied = httpx.post(through_nexus.url + "/v1/completions", json=body, timeout=60)
+    assert proxied.status_code == 200
+    assert proxied.json()["choices"][0]["text"] == direct["choices"][0]["text"]
+    assert "Paris" in direct["choices"][0]["text"]
+
+    def pieces(base: str) -> list[str]:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", timeout=60)
+        stream = client.completions.create(
+            model=ALIAS,
+            prompt=body["prompt"],
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            extra_body={"cache_prompt": False},
+        )
+        return [c.choices[0].text for c in stream if c.choices]
+
+    direct_pieces = pieces(llama_url)
+    assert pieces(through_nexus.url) == direct_pieces
+    assert "".join(direct_pieces) == direct["choices"][0]["text"]
+    through_nexus.wait_idle()
+    recs = through_nexus.call(lambda: through_nexus.core.history.recent(5))
+    assert [r.endpoint for r in recs[:2]] == ["completions", "completions"]
