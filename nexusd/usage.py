@@ -36,8 +36,9 @@ def usage_of(body: bytes) -> tuple[int | None, int | None]:
 
 
 def stream_usage(events: bytes) -> tuple[int | None, int | None]:
-    """Token counts from the stream event that carries ``usage`` (include_usage)."""
-    for line in events.split(b"\n"):
+    """Token counts from the last stream event that carries ``usage`` (include_usage; some
+    servers, like Ollama, put a zeroed ``usage`` in every chunk before the real one)."""
+    for line in reversed(events.split(b"\n")):
         if line.startswith(b"data:") and b'"usage"' in line:
             try:
                 found = _tokens(json.loads(line[5:]).get("usage"))
