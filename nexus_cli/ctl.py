@@ -31,14 +31,17 @@ TABLES: dict[str, tuple[str, ...]] = {
     "models": ("id", "healthy_backends", "aliases"),
     "requests": (
         "request_id",
+        "endpoint",
         "requested_model",
         "served_model",
         "backend",
         "status",
         "outcome",
-        "attempts",
+        "retries",
     ),
 }
+#: table headers that differ from the field name
+HEADERS: dict[str, str] = {"endpoint": "kind"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +163,8 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
 
     def show(data: Any, kind: str | None = None) -> int:
         if table_mode and kind in TABLES and isinstance(data, list):
-            table(data, TABLES[kind])
+            columns = TABLES[kind]
+            table(data, columns, [HEADERS.get(c, c) for c in columns])
         elif (
             table_mode
             and isinstance(data, dict)

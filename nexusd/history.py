@@ -4,7 +4,8 @@ Writes never touch the event loop: records go onto a queue that one writer threa
 batches (one transaction per batch, WAL journal), so 10,000 records in a burst cost the
 request path an ``append`` each. A crash loses at most the last batch window
 (``FLUSH_SECONDS``). Old rows are deleted past ``retention_days``. The schema is versioned
-with ``PRAGMA user_version`` so later migrations know where they start.
+with ``PRAGMA user_version``: a new file gets the current schema, an older one is migrated
+step by step (``_MIGRATIONS``) in one write transaction when it is opened.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nexusd.records import RequestRecord
 
 log = logging.getLogger("nexus.history")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FLUSH_SECONDS = 0.5
 BATCH = 200
 #: pause between consecutive batches so a burst of writes never hogs the GIL (the event
@@ -54,20 +55,27 @@ COLUMNS = (
     "error_type",
     "error",
     "failed_backends",
+    "endpoint",
 )
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS requests (
+#: the current schema, for a new file
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY, time REAL NOT NULL, requested_model TEXT NOT NULL,
     served_model TEXT, backend TEXT, backend_name TEXT, backend_type TEXT, status TEXT NOT NULL,
     status_code INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL, overhead_ms REAL,
     prompt_tokens INTEGER, completion_tokens INTEGER, stream INTEGER NOT NULL,
     route_reason TEXT, retries INTEGER NOT NULL, fallback_model TEXT, outcome TEXT NOT NULL,
-    error_type TEXT, error TEXT, failed_backends TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
-CREATE INDEX IF NOT EXISTS requests_model_time ON requests(served_model, time);
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
+    error_type TEXT, error TEXT, failed_backends TEXT NOT NULL,
+    endpoint TEXT NOT NULL DEFAULT 'chat'
+)""",
+    "CREATE INDEX IF NOT EXISTS requests_time ON requests(time)",
+    "CREATE INDEX IF NOT EXISTS requests_model_time ON requests(served_model, time)",
+)
+#: version n → n + 1, for an existing file
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 → 2: which API the request came in on; every older row was a chat completion
+    1: ("ALTER TABLE requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'",),
+}
 _INSERT = (
     f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES "
     f"({', '.join('?' for _ in COLUMNS)})"
@@ -99,6 +107,7 @@ def _row(r: RequestRecord) -> tuple[Any, ...]:
         r.error_type,
         r.error,
         json.dumps(r.failed_backends) if r.failed_backends else "[]",
+        r.endpoint,
     )
 
 
@@ -115,11 +124,37 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        if _version(conn, path) < SCHEMA_VERSION:
+            _upgrade(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _version(conn: sqlite3.Connection, path: Path) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"{path} was written by a newer Nexus (schema {version})")
-    conn.executescript(_SCHEMA)
-    return conn
+    return version
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema (new file) or migrate an older one, all in one write transaction;
+    the version is read again under the write lock, in case another connection won the race."""
+    with conn:  # commit, or roll back everything on any error
+        conn.execute("BEGIN IMMEDIATE")
+        version = _version(conn, path)
+        if version == 0:
+            statements: tuple[str, ...] = _SCHEMA
+        else:
+            statements = tuple(s for v in range(version, SCHEMA_VERSION) for s in _MIGRATIONS[v])
+            if statements:
+                log.info("migrating %s from schema %d to %d", path, version, SCHEMA_VERSION)
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class History:

@@ -3,7 +3,9 @@
 - Per-component levels: ``[logging.component_levels] routing = "debug"`` sets the logger
   ``nexus.routing``; changeable at runtime through the control API.
 - One completion record per request on ``nexus.requests`` with typed fields (numbers stay
-  numbers, ``stream`` is a boolean); built only if that level is enabled.
+  numbers, ``stream`` is a boolean); built only if that level is enabled. Its message
+  starts with the API called (``chat``, ``completions`` or ``embeddings``, then ``stream``
+  for a stream), so pretty lines show the kind too.
 - Under journald (``JOURNAL_STREAM`` matches stderr) lines are plain text with a syslog
   priority prefix (``<6>``), since journald adds its own timestamps.
 - Secrets never appear: bearer tokens and ``sk-…`` keys are masked in every line, and the
@@ -165,6 +167,7 @@ def log_completion(rec: RequestRecord, preview: str | None = None) -> None:
         return
     fields: dict[str, Any] = {
         "request_id": rec.request_id,
+        "endpoint": rec.endpoint,
         "model": rec.requested_model,
         "actual_model": rec.served_model,
         "backend": rec.backend or "none",
@@ -191,7 +194,7 @@ def log_completion(rec: RequestRecord, preview: str | None = None) -> None:
     request_log.log(
         level,
         "%s %s%s %d %.1fms%s",
-        "stream" if rec.stream else "chat",
+        f"{rec.endpoint} stream" if rec.stream else rec.endpoint,
         rec.requested_model,
         target,
         rec.status_code,

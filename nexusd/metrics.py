@@ -2,7 +2,10 @@
 
 Label values are sanitised to ``[A-Za-z0-9_]`` (the reference's contract) and the number of
 distinct model labels is capped: past ``MAX_MODEL_LABELS`` new models are counted as
-``other``, so a client inventing model names cannot blow up the time-series count.
+``other``, so a client inventing model names cannot blow up the time-series count. Only
+``nexus_requests_total`` has an ``endpoint`` label: ``chat``, ``completions`` or
+``embeddings``, from the route the request came in on, never from the client (any other
+value would read ``other``), so it multiplies that metric's series by three at most.
 Fleet gauges (backends, healthy, models, pending) are read from the registry at scrape
 time, so they cost nothing per request.
 """
@@ -23,6 +26,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from nexusd.stats import ENDPOINTS  # the ``endpoint`` label's values; anything else is ``other``
 
 if TYPE_CHECKING:
     from nexusd.records import RequestRecord
@@ -74,7 +79,7 @@ class _FleetCollector(Collector):
 
 @dataclass(slots=True)
 class _Children:
-    requests: dict[int, Any]
+    requests: dict[tuple[int, str], Any]  # (status code, endpoint) -> counter child
     duration: Any
     ttft: Any
     prompt_tokens: Any
@@ -88,7 +93,7 @@ class Metrics:
         self.requests = Counter(
             "nexus_requests",
             "Total number of requests processed by the gateway",
-            ["model", "backend", "status"],
+            ["model", "backend", "status", "endpoint"],
             registry=r,
         )
         self.errors = Counter(
@@ -168,10 +173,13 @@ class Metrics:
         model = self._model(rec.served_model or rec.requested_model)
         backend = sanitise(rec.backend) if rec.backend else "none"
         children = self._children(model, backend)
-        status = rec.status_code
-        counter = children.requests.get(status)
+        key = (rec.status_code, rec.endpoint)
+        counter = children.requests.get(key)
         if counter is None:
-            counter = children.requests[status] = self.requests.labels(model, backend, str(status))
+            endpoint = rec.endpoint if rec.endpoint in ENDPOINTS else "other"
+            counter = children.requests[key] = self.requests.labels(
+                model, backend, str(rec.status_code), endpoint
+            )
         counter.inc()
         if rec.error_type:
             self.errors.labels(rec.error_type, self._model(rec.requested_model)).inc()

@@ -1,7 +1,8 @@
 """Live request statistics for ``/v1/stats`` — real numbers, updated per record in O(1).
 
 Percentiles come from a bounded window of recent latencies per backend (the last 1,000),
-computed only when someone asks.
+computed only when someone asks. Requests are also counted per API (``endpoints``: chat,
+completions, embeddings — always all three, zeros included).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from nexusd.registry import Registry
 
 WINDOW = 1000
+ENDPOINTS = ("chat", "completions", "embeddings")
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class Stats:
         self.total = 0
         self.success = 0
         self.errors = 0
+        self.endpoints: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self.backends: dict[str, _BackendStats] = {}
         self.models: dict[str, _ModelStats] = {}
 
@@ -58,6 +61,11 @@ class Stats:
             self.success += 1
         else:
             self.errors += 1
+        endpoint = rec.endpoint
+        if endpoint in self.endpoints:
+            self.endpoints[endpoint] += 1
+        else:  # not one of the three: still counted, under its own (plain str) name
+            self.endpoints[str(endpoint)] = 1
         if rec.backend is not None:
             b = self.backends.get(rec.backend)
             if b is None:
@@ -118,6 +126,7 @@ class Stats:
         return {
             "uptime_seconds": int(uptime_seconds),
             "requests": {"total": self.total, "success": self.success, "errors": self.errors},
+            "endpoints": dict(self.endpoints),
             "backends": backends,
             "models": models,
         }

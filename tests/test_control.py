@@ -19,8 +19,10 @@ import pytest
 from nexusd.control.schema import SCHEMAS
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
+from tests.records import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
+CTL = (sys.executable, "-m", "nexus_cli.ctl")
 EXAMPLE = (ROOT / "share" / "nexus.example.toml").read_text()
 
 
@@ -266,6 +268,59 @@ def test_models_and_stats_schemas(fakes, nexus) -> None:
     assert [(b["id"], b["model"]) for b in models[0]["backends"]] == [("box", "llama3:8b")]
     _, stats, _ = ctl(d, "stats", schema="stats")
     assert stats["backends"][0]["requests"] == 1
+
+
+def test_requests_and_stats_carry_the_kind(nexus) -> None:
+    d = nexus()
+    records = [
+        make_record("r-chat", "chat"),
+        make_record("r-compl", "completions", stream=True),
+        make_record("r-embed", "embeddings"),
+    ]
+    for rec in records:
+        d.call(lambda rec=rec: d.core.record(rec))
+    rc, requests, _ = ctl(d, "requests", schema="requests")
+    assert rc == 0
+    assert [(r["request_id"], r["endpoint"]) for r in requests] == [
+        ("r-embed", "embeddings"),
+        ("r-compl", "completions"),
+        ("r-chat", "chat"),
+    ]
+    assert requests[0] == records[2].to_json()  # the record, whole
+    rc, stats, _ = ctl(d, "stats", schema="stats")
+    assert stats["endpoints"] == {"chat": 1, "completions": 1, "embeddings": 1}
+    assert {m["name"]: m["tokens"] for m in stats["models"]}["nomic-embed-text"] == {
+        "prompt": 12,
+        "completion": 0,
+    }
+    # the schema holds the kind to the three names
+    bad = dict(requests[0], endpoint="images")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([bad], SCHEMAS["requests"])
+
+    result = subprocess.run(
+        [*CTL, "--socket", str(d.control_path), "-o", "table", "requests"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    head, *rows = result.stdout.splitlines()
+    assert head.split() == [
+        "REQUEST_ID",
+        "KIND",
+        "REQUESTED_MODEL",
+        "SERVED_MODEL",
+        "BACKEND",
+        "STATUS",
+        "OUTCOME",
+        "RETRIES",
+    ]
+    assert [row.split()[:3] for row in rows] == [
+        ["r-embed", "embeddings", "nomic-embed-text"],
+        ["r-compl", "completions", "llama3:8b"],
+        ["r-chat", "chat", "llama3:8b"],
+    ]
 
 
 def test_events_show_backend_status_changes(fake_host: FakeHost, fakes, nexus) -> None:

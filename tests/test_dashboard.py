@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +17,7 @@ import pytest
 
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
+from tests.records import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
@@ -184,3 +186,123 @@ def test_fifty_viewers_one_stuck_do_not_slow_the_daemon(fakes, nexus) -> None:
     # the stuck viewer really was stuck: its queue overflowed and dropped old updates
     assert max(n for n, _ in lost) > 0, lost
     assert took < 30  # sanity only: a blocked daemon would hang here
+
+
+def _initial_data(html: str) -> dict:
+    text = html.split('<script id="initial-data" type="application/json">')[1]
+    return json.loads(text.split("</script>")[0])
+
+
+def _row(html: str, request_id: str) -> str:
+    return html.split(f'<tr data-request="{request_id}"')[1].split("</tr>")[0]
+
+
+def test_requests_show_their_kind_on_the_page_and_over_ws(nexus) -> None:
+    d = nexus()
+    for rec in (
+        make_record("r-chat", "chat"),
+        make_record("r-compl", "completions", stream=True),
+        make_record("r-embed", "embeddings"),
+    ):
+        d.call(lambda rec=rec: d.core.record(rec))
+
+    html = httpx.get(d.url + "/").text
+    assert '<span class="kind' not in _row(html, "r-chat")  # chat, the common case: no badge
+    assert '<span class="kind kind-completions" title="/v1/completions">compl</span>' in _row(
+        html, "r-compl"
+    )
+    assert '<span class="kind kind-embeddings" title="/v1/embeddings">embed</span>' in _row(
+        html, "r-embed"
+    )
+    # newest first
+    assert html.index('data-request="r-embed"') < html.index('data-request="r-chat"')
+    history = _initial_data(html)["history"]
+    assert [(h["request_id"], h["endpoint"]) for h in history] == [
+        ("r-chat", "chat"),
+        ("r-compl", "completions"),
+        ("r-embed", "embeddings"),
+    ]
+
+    async def live() -> tuple[dict, dict]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(d.url + "/ws") as ws,
+        ):
+            snapshot = json.loads((await ws.receive()).data)
+            rec = make_record("r-live", "embeddings")
+            d.call(lambda: d.core.record(rec))
+            while True:
+                message = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                if message["update_type"] == "RequestComplete":
+                    return snapshot, message
+
+    snapshot, message = asyncio.run(live())
+    assert snapshot["update_type"] == "Snapshot"
+    assert [h["endpoint"] for h in snapshot["data"]["history"]] == [
+        "chat",
+        "completions",
+        "embeddings",
+    ]
+    assert snapshot["data"]["stats"]["endpoints"] == {"chat": 1, "completions": 1, "embeddings": 1}
+    assert message["data"]["request_id"] == "r-live"
+    assert message["data"]["endpoint"] == "embeddings"
+
+
+#: just enough DOM for app.js: the elements it looks up, a WebSocket that never connects
+_JS_HARNESS = """
+const fs = require("fs");
+const els = {};
+const el = (id) => (els[id] = els[id] || { id, innerHTML: "", textContent: "", className: "" });
+el("#initial-data").textContent = process.argv[2];
+global.document = { querySelector: (sel) => el(sel) };
+global.location = { protocol: "http:", host: "127.0.0.1:1" };
+global.fetch = () => new Promise(() => {});
+let socket = null;
+global.WebSocket = function () { socket = this; };
+global.setTimeout = () => 0;
+eval(fs.readFileSync(process.argv[3], "utf8"));
+const events = JSON.parse(process.argv[4]);
+for (const event of events) socket.onmessage({ data: JSON.stringify(event) });
+process.stdout.write(els["#history-body"].innerHTML);
+"""
+
+
+def test_app_js_renders_kinds_and_older_records_without_the_field(tmp_path) -> None:
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed (the headless-browser test covers app.js too)")
+    older = make_record("r-old", "chat").to_json()
+    del older["endpoint"]  # a record from before the field existed
+    initial = {
+        "stats": {"uptime_seconds": 1, "requests": {"total": 1, "success": 1, "errors": 0}},
+        "backends": [],
+        "history": [older],
+    }
+    events = [
+        {"update_type": "RequestComplete", "data": make_record("r-embed", "embeddings").to_json()},
+        {"update_type": "RequestComplete", "data": make_record("r-chat", "chat").to_json()},
+        {"update_type": "RequestComplete", "data": {**older, "request_id": "r-old2"}},
+    ]
+    script = tmp_path / "harness.js"
+    script.write_text(_JS_HARNESS)
+    result = subprocess.run(
+        [
+            node,
+            str(script),
+            json.dumps(initial),
+            str(ROOT / "nexusd" / "api" / "static" / "app.js"),
+            json.dumps(events),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {part.split('"', 1)[0]: part for part in result.stdout.split('<tr data-request="')[1:]}
+    assert list(rows) == ["r-old2", "r-chat", "r-embed", "r-old"]  # newest first
+    assert "undefined" not in result.stdout and "null" not in result.stdout
+    assert (
+        '<span class="kind kind-embeddings" title="/v1/embeddings">embed</span>' in rows["r-embed"]
+    )
+    for chat in ("r-old", "r-old2", "r-chat"):
+        assert 'class="kind' not in rows[chat]

@@ -5,17 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import fields, replace
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nexusd import history
 from nexusd.config.schema import LogFormat, LoggingConfig
-from nexusd.logs import setup_logging
+from nexusd.logs import log_completion, setup_logging
+from nexusd.records import RequestRecord
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
+from tests.records import make_record
 
 DOCUMENTED = {
     "nexus_requests_total",
@@ -44,6 +49,13 @@ def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(metrics: dict, name: str, **labels: str) -> float:
     return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests_total(
+    metrics: dict, model: str, backend: str, status: int, endpoint: str = "chat"
+) -> float:
+    labels = {"model": model, "backend": backend, "status": str(status), "endpoint": endpoint}
+    return value(metrics, "nexus_requests_total", **labels)
 
 
 def post(d: DaemonThread, model: str, **extra) -> httpx.Response:
@@ -89,12 +101,10 @@ def test_mixed_traffic_counted_exactly(fake_host: FakeHost, fakes, nexus) -> Non
     d.wait_idle()
 
     m = samples(d.url)
-    assert value(m, "nexus_requests_total", model="llama3_8b", backend="good", status="200") == 3
-    assert value(m, "nexus_requests_total", model="nope", backend="none", status="404") == 1
-    assert (
-        value(m, "nexus_requests_total", model="drop_model", backend="dropper", status="200") == 1
-    )
-    assert value(m, "nexus_requests_total", model="mistral_7b", backend="good", status="200") == 1
+    assert requests_total(m, "llama3_8b", "good", 200) == 3
+    assert requests_total(m, "nope", "none", 404) == 1
+    assert requests_total(m, "drop_model", "dropper", 200) == 1
+    assert requests_total(m, "mistral_7b", "good", 200) == 1
     total = sum(v for (n, _), v in m.items() if n == "nexus_requests_total")
     assert total == 6
     assert value(m, "nexus_errors_total", error_type="backend_error", model="llama3_8b") == 3
@@ -140,8 +150,8 @@ def test_bad_input_counted(nexus) -> None:
     httpx.post(d.url + "/v1/chat/completions", content=b"{nope")
     httpx.post(d.url + "/v1/chat/completions", content=b"x" * 500)
     m = samples(d.url)
-    assert value(m, "nexus_requests_total", model="none", backend="none", status="400") == 1
-    assert value(m, "nexus_requests_total", model="none", backend="none", status="413") == 1
+    assert requests_total(m, "none", "none", 400) == 1
+    assert requests_total(m, "none", "none", 413) == 1
     assert httpx.get(d.url + "/v1/stats").json()["requests"]["errors"] == 2
 
 
@@ -167,8 +177,6 @@ def test_history_survives_restart_and_burst_does_not_block(
     ids = [post(d, "llama3:8b").headers["x-nexus-request-id"] for _ in range(3)]
 
     # 10,000 records in one burst, written by the history thread while requests flow
-    from nexusd.records import RequestRecord
-
     template = d.call(lambda: d.core.history.ring[-1])
 
     def burst() -> None:
@@ -288,4 +296,212 @@ def test_journald_lines_have_priority_prefix(monkeypatch, tmp_path) -> None:
     assert path.read_text().splitlines() == [
         "<4>nexus.health: backend x down",
         "<6>nexus.health: fine",
+    ]
+
+
+# --- the request kind (RequestRecord.endpoint) on every surface ------------------------------
+
+#: the v1 history schema, as Nexus before `endpoint` created it
+V1_SCHEMA = """
+CREATE TABLE requests (
+    request_id TEXT PRIMARY KEY, time REAL NOT NULL, requested_model TEXT NOT NULL,
+    served_model TEXT, backend TEXT, backend_name TEXT, backend_type TEXT, status TEXT NOT NULL,
+    status_code INTEGER NOT NULL, latency_ms REAL NOT NULL, ttft_ms REAL, overhead_ms REAL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, stream INTEGER NOT NULL,
+    route_reason TEXT, retries INTEGER NOT NULL, fallback_model TEXT, outcome TEXT NOT NULL,
+    error_type TEXT, error TEXT, failed_backends TEXT NOT NULL
+);
+CREATE INDEX requests_time ON requests(time);
+CREATE INDEX requests_model_time ON requests(served_model, time);
+PRAGMA user_version = 1;
+"""
+
+
+def feed(d: DaemonThread, *records: RequestRecord) -> None:
+    """Hand records to the daemon exactly as the request path does, on its loop."""
+    for rec in records:
+        d.call(lambda rec=rec: d.core.record(rec))
+
+
+def test_history_row_matches_columns() -> None:
+    rec = make_record("r1", "embeddings", stream=True, failed_backends=("a", "b"))
+    assert list(history.COLUMNS) == [f.name for f in fields(RequestRecord)]
+    row = dict(zip(history.COLUMNS, history._row(rec), strict=True))
+    assert row == {
+        **rec.to_json(),
+        "stream": 1,
+        "failed_backends": '["a", "b"]',
+        "endpoint": "embeddings",
+    }
+
+
+def test_v1_history_is_migrated_and_keeps_each_kind(nexus, tmp_path) -> None:
+    path = tmp_path / "history.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    now = time.time()  # recent: older rows would be pruned (retention_days)
+    old = [make_record(f"old-{i}", time=now - 60 + i) for i in range(2)]
+    with conn:
+        conn.executemany(
+            f"INSERT INTO requests VALUES ({', '.join('?' * 22)})",
+            [history._row(r)[:22] for r in old],  # the v1 columns: everything but endpoint
+        )
+    conn.close()
+
+    d = nexus(state_dir=tmp_path)
+    shown = httpx.get(d.url + "/v1/history").json()
+    assert [(h["request_id"], h["endpoint"]) for h in shown] == [
+        ("old-0", "chat"),
+        ("old-1", "chat"),
+    ]
+    new = [
+        make_record("new-embed", "embeddings", time=now),
+        make_record("new-compl", "completions", time=now + 1, stream=True),
+        make_record("new-chat", "chat", time=now + 2),
+    ]
+    feed(d, *new)
+    kinds = [("old-0", "chat"), ("old-1", "chat")] + [(r.request_id, r.endpoint) for r in new]
+    assert [(r.request_id, r.endpoint) for r in d.call(lambda: list(d.core.history.ring))] == kinds
+    shown = httpx.get(d.url + "/v1/history").json()
+    assert [(h["request_id"], h["endpoint"]) for h in shown] == kinds
+    d.stop()
+
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 2
+    columns = [c[1] for c in conn.execute("PRAGMA table_info(requests)")]
+    assert columns == list(history.COLUMNS)
+    rows = conn.execute("SELECT request_id, endpoint FROM requests ORDER BY time").fetchall()
+    conn.close()
+    assert rows == kinds
+
+    again = nexus(state_dir=tmp_path)  # already at v2: opened as is, read back whole
+    persisted = again.run(again.core.history.query(since=0))
+    assert persisted == old + new
+    shown = httpx.get(again.url + "/v1/history").json()
+    assert [(h["request_id"], h["endpoint"]) for h in shown] == kinds
+
+
+def test_history_from_a_newer_nexus_is_left_alone(nexus, tmp_path) -> None:
+    path = tmp_path / "history.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    d = nexus(state_dir=tmp_path)
+    assert d.call(lambda: d.core.history.path) is None  # disabled, not migrated backwards
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
+
+
+def test_each_kind_counted_exactly(nexus) -> None:
+    d = nexus()
+    feed(
+        d,
+        make_record("c1", "chat"),
+        make_record("c2", "chat", stream=True),
+        make_record(
+            "c3",
+            "chat",
+            requested_model="nope",
+            served_model=None,
+            backend=None,
+            backend_name=None,
+            status="error",
+            status_code=404,
+            outcome="error",
+            error_type="model_not_found",
+            error="no such model",
+            prompt_tokens=None,
+            completion_tokens=None,
+        ),
+        make_record("p1", "completions"),  # same model, backend and status as c1, c2
+        make_record("e1", "embeddings", latency_ms=20.0),
+        make_record("e2", "embeddings", latency_ms=40.0),
+        make_record("e3", "embeddings", latency_ms=60.0, prompt_tokens=30),
+    )
+    m = samples(d.url)
+    assert requests_total(m, "llama3_8b", "box", 200, "chat") == 2
+    assert requests_total(m, "nope", "none", 404, "chat") == 1
+    assert requests_total(m, "llama3_8b", "box", 200, "completions") == 1
+    assert requests_total(m, "nomic_embed_text", "box", 200, "embeddings") == 3
+    series = [dict(labels) for (n, labels) in m if n == "nexus_requests_total"]
+    assert len(series) == 4 and {s["endpoint"] for s in series} == {
+        "chat",
+        "completions",
+        "embeddings",
+    }
+    assert sum(v for (n, _), v in m.items() if n == "nexus_requests_total") == 7
+    # only nexus_requests_total has the label
+    others = {n for (n, labels) in m if "endpoint" in dict(labels)}
+    assert others == {"nexus_requests_total"}
+    # embeddings: prompt tokens observed, no completion tokens
+    tokens = {"model": "nomic_embed_text", "backend": "box"}
+    assert value(m, "nexus_tokens_total_count", **tokens, type="prompt") == 3
+    assert value(m, "nexus_tokens_total_sum", **tokens, type="prompt") == 12 + 12 + 30
+    assert value(m, "nexus_tokens_total_count", **tokens, type="completion") == 0
+
+    stats = httpx.get(d.url + "/v1/stats").json()
+    assert stats["requests"] == {"total": 7, "success": 6, "errors": 1}
+    assert stats["endpoints"] == {"chat": 3, "completions": 1, "embeddings": 3}
+    models = {m["name"]: m for m in stats["models"]}
+    assert models["nomic-embed-text"] == {
+        "name": "nomic-embed-text",
+        "requests": 3,
+        "errors": 0,
+        "average_duration_ms": 40.0,
+        "tokens": {"prompt": 54, "completion": 0},
+    }
+    assert models["llama3:8b"]["requests"] == 3
+    assert models["llama3:8b"]["tokens"] == {"prompt": 24 + 24 + 8, "completion": 180 + 180 + 40}
+
+    shown = httpx.get(d.url + "/v1/history").json()
+    assert [h["endpoint"] for h in shown] == ["chat"] * 3 + ["completions"] + ["embeddings"] * 3
+
+
+def test_metrics_children_are_cached_per_kind() -> None:
+    from nexusd.events import EventBus
+    from nexusd.metrics import Metrics
+    from nexusd.registry import Registry
+
+    metrics = Metrics(Registry(EventBus()))
+    for kind in ("chat", "embeddings", "chat", "completions", "embeddings", "chat"):
+        metrics.observe(make_record("x", kind, requested_model="m", served_model="m"))
+    unknown = replace(make_record("y", requested_model="m", served_model="m"), endpoint="x")
+    metrics.observe(unknown)
+    children = metrics._bound[("m", "box")].requests
+    assert set(children) == {(200, "chat"), (200, "completions"), (200, "embeddings"), (200, "x")}
+    counts = {
+        s.labels["endpoint"]: s.value
+        for family in metrics.registry.collect()
+        if family.name == "nexus_requests"
+        for s in family.samples
+    }
+    # a kind outside the three never becomes its own series
+    assert counts == {"chat": 3, "completions": 1, "embeddings": 2, "other": 1}
+
+
+@pytest.mark.parametrize("fmt", [LogFormat.JSON, LogFormat.PRETTY])
+def test_completion_log_line_names_the_kind(fmt: LogFormat) -> None:
+    stream = io.StringIO()
+    setup_logging(LoggingConfig(format=fmt), stream)
+    try:
+        log_completion(make_record("e1", "embeddings"))
+        log_completion(make_record("p1", "completions", stream=True))
+        log_completion(make_record("c1", "chat"))
+    finally:
+        logging.getLogger("nexus").handlers.clear()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    if fmt is LogFormat.JSON:
+        records = [json.loads(line) for line in lines]
+        assert [r["endpoint"] for r in records] == ["embeddings", "completions", "chat"]
+        assert records[0]["tokens_prompt"] == 12 and records[0]["tokens_completion"] is None
+        assert records[0]["tokens_total"] == 12
+        messages = [r["message"] for r in records]
+    else:
+        messages = [line.split("nexus.requests: ", 1)[1] for line in lines]
+    assert messages == [
+        "embeddings nomic-embed-text → nomic-embed-text@box 200 120.0ms",
+        "completions stream llama3:8b → llama3:8b@box 200 120.0ms",
+        "chat llama3:8b → llama3:8b@box 200 120.0ms",
     ]

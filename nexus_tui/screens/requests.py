@@ -21,14 +21,24 @@ from nexus_tui.widgets.live_table import Column, LiveTable
 
 COLUMNS = (
     Column("time", "Time"),
-    Column("model", "Model→served", narrow=22),
-    Column("backend", "Backend", narrow=12),
+    Column("kind", "Kind", width=5),
+    Column("model", "Model→served", narrow=16),
+    Column("backend", "Backend", narrow=10),
     Column("status", "St", right=True),
     Column("latency", "Latency", right=True),
     Column("ttft", "TTFT", right=True),
     Column("tokens", "Tokens", right=True),
     Column("reason", "Route reason", min_screen=100),
 )
+
+
+#: the Kind column: which API the request called (records from before the field: chat)
+KINDS = {"chat": "chat", "completions": "compl", "embeddings": "embed"}
+
+
+def kind_cell(endpoint: Any) -> Cell:
+    name = str(endpoint or "chat")
+    return Cell(KINDS.get(name, name), "dim" if name == "chat" else tone("accent"), sort=name)
 
 
 def request_row(r: dict[str, Any], backend_name: str) -> dict[str, Cell]:
@@ -40,11 +50,14 @@ def request_row(r: dict[str, Any], backend_name: str) -> dict[str, Cell]:
     ok = r.get("status") == "success"
     code = r.get("status_code")
     prompt, completion = r.get("prompt_tokens"), r.get("completion_tokens")
-    tokens = (
-        f"{prompt or 0}/{completion or 0}" if prompt is not None or completion is not None else "–"
+    tokens = (  # embeddings have prompt tokens only: "12/–"
+        f"{'–' if prompt is None else prompt}/{'–' if completion is None else completion}"
+        if prompt is not None or completion is not None
+        else "–"
     )
     return {
         "time": cells.clock(r.get("time")),
+        "kind": kind_cell(r.get("endpoint")),
         "model": Cell(model),
         "backend": Cell(backend_name or "–", "" if backend_name else "dim"),
         "status": Cell(

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 WS_QUEUE = 256
+#: the badge beside the model in the requests table; chat (the common case) has none.
+#: app.js has the same map.
+KIND_BADGES = {"completions": "compl", "embeddings": "embed"}
 
 
 def _asset(name: str) -> bytes:
@@ -183,6 +186,14 @@ def _models(backends: list[dict[str, Any]]) -> str:
     )
 
 
+def _kind_badge(endpoint: str | None) -> str:
+    """``<span class="kind">embed</span>`` for anything but chat (and records without it)."""
+    if not endpoint or endpoint == "chat":
+        return ""
+    label = KIND_BADGES.get(endpoint, endpoint)
+    return f'<span class="kind kind-{_e(endpoint)}" title="/v1/{_e(endpoint)}">{_e(label)}</span>'
+
+
 def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> str:
     names = {b["id"]: b["name"] for b in backends}
     rows = []
@@ -196,7 +207,8 @@ def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> s
         )
         rows.append(
             f'<tr data-request="{_e(r["request_id"])}" class="{_e(r["status"])}">'
-            f"<td>{when}</td><td>{_e(r['requested_model'])}{_e(served)}</td>"
+            f"<td>{when}</td><td>{_e(r['requested_model'])}{_e(served)}"
+            f"{_kind_badge(r.get('endpoint'))}</td>"
             f"<td>{_e(names.get(r['backend'] or '', r['backend'] or '-'))}</td>"
             f"<td>{r['status_code']}</td><td>{r['latency_ms']:.0f} ms</td>"
             f"<td>{ttft}</td>"

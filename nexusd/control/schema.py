@@ -15,6 +15,8 @@ BOOL = {"type": "boolean"}
 OPT_STR = {"type": ["string", "null"]}
 OPT_INT = {"type": ["integer", "null"]}
 OPT_NUM = {"type": ["number", "null"]}
+#: which API a request called (RequestRecord.endpoint)
+ENDPOINT = {"enum": ["chat", "completions", "embeddings"]}
 
 
 def obj(props: dict[str, Any], *, extra: bool = True) -> dict[str, Any]:
@@ -104,6 +106,7 @@ REQUEST_RECORD = obj(
         "error_type": OPT_STR,
         "error": OPT_STR,
         "failed_backends": {"type": "array", "items": STR},
+        "endpoint": ENDPOINT,
     }
 )
 
@@ -210,6 +213,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "uptime_seconds": INT,
             "requests": obj({"total": INT, "success": INT, "errors": INT}),
+            "endpoints": obj({"chat": INT, "completions": INT, "embeddings": INT}),
             "backends": {
                 "type": "array",
                 "items": obj(

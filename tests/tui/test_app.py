@@ -213,6 +213,40 @@ async def test_space_pauses_the_live_tail_with_a_badge() -> None:
         assert t.visible_keys[0] == "req-new"
 
 
+async def test_requests_show_their_kind_and_older_records_read_as_chat() -> None:
+    source = FakeSource()
+    app = NexusApp(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("3")
+        t = table(app, "#requests")
+        kinds = {k: t.get_cell(k, "kind").plain for k in ("req-0010", "req-0003", "req-0001")}
+        assert kinds == {"req-0010": "chat", "req-0003": "compl", "req-0001": "embed"}
+        assert t.get_cell("req-0001", "tokens").plain == "12/–"  # embeddings: prompt only
+        # an event from a daemon that predates the field
+        old = dict(fixed_data()["snapshot"]["requests"][0], request_id="req-old", time=2e9)
+        del old["endpoint"]
+        source.emit("request.completed", old)
+        await pilot.pause()
+        assert t.visible_keys[0] == "req-old"
+        assert t.get_cell("req-old", "kind").plain == "chat"
+        # 80 columns: every column but the route reason shows, and nothing scrolls sideways
+        assert [c.key for c in t._shown] == [
+            "time",
+            "kind",
+            "model",
+            "backend",
+            "status",
+            "latency",
+            "ttft",
+            "tokens",
+        ]
+        assert t.virtual_size.width <= t.scrollable_content_region.width
+        # the kind is filterable like every other cell
+        t.set_filter("embed")
+        assert t.visible_keys == ["req-0001"]
+
+
 async def test_alias_events_update_the_view_at_once() -> None:
     source = FakeSource()
     app = NexusApp(source)
