@@ -170,7 +170,7 @@ class Gateway:
                             )
                         )
                         self.core.health.note_passive_success(backend)
-                        return self._passed_through(ex, call, agent.codec, exc)
+                        return self._passed_through(ex, call, backend, model, exc)
                     trace.attempts.append(
                         Attempt(
                             backend.id,
@@ -227,7 +227,11 @@ class Gateway:
         )
         if call.stream:
             ex.hold(lease)
-            decoder = backend.agent.codec.stream_decoder(call)  # type: ignore[union-attr]
+            try:
+                decoder = backend.agent.codec.stream_decoder(call)  # type: ignore[union-attr]
+            except BaseException:
+                result.close()  # no relay owns the upstream stream yet
+                raise
             return StreamAnswer(StreamRelay(self.core, ex, backend, result, decoder), headers)
         lease.release()
         backend.total_requests += 1
@@ -236,16 +240,27 @@ class Gateway:
         return Answer(status, body, "application/json", headers)
 
     def _passed_through(
-        self, ex: Exchange, call: Call, codec: Any, exc: UpstreamHTTPError
+        self, ex: Exchange, call: Call, backend: Backend, model: str, exc: UpstreamHTTPError
     ) -> Answer:
+        """The backend's 4xx, to the client as the backend said it (in the client's dialect),
+        attributed to that backend on every surface."""
         trace = ex.trace
         trace.error_type = "upstream_client_error"
         trace.error = exc.body[:300].decode("utf-8", "replace")
+        trace.backend, trace.served_model = backend.id, model
+        trace.backend_name, trace.backend_type = backend.name, backend.kind
+        codec = backend.agent.codec  # type: ignore[union-attr]
         body = codec.decode_error(call, exc.status, exc.body, exc.content_type)
         content_type = exc.content_type or "application/json"
         if body is not exc.body:
             content_type = "application/json"
-        return Answer(exc.status, body, content_type, {"X-Nexus-Request-Id": ex.request_id})
+        headers = {
+            "X-Nexus-Request-Id": ex.request_id,
+            "X-Nexus-Backend": backend.name,
+            "X-Nexus-Backend-Type": backend.kind,
+            "X-Nexus-Privacy-Zone": backend.zone.value,
+        }
+        return Answer(exc.status, body, content_type, headers)
 
     def _note_failure(
         self, backend: Backend, exc: UpstreamError, model: str, req: Requirements

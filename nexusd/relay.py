@@ -80,6 +80,11 @@ class StreamRelay:
         finally:
             self._close()  # cancellation or the client leaving: the endpoint finishes the exchange
 
+    def close(self) -> None:
+        """Idempotent: also for a relay whose events were never iterated (the response head
+        could not be sent), whose generator's own cleanup therefore never runs."""
+        self._close()
+
     def _close(self) -> None:
         if self._closed:
             return

@@ -137,9 +137,12 @@ class InferenceEndpoint:
         except _Disconnected:
             pass  # the client left while sending its body: finished below
         except asyncio.CancelledError:
-            if not (state.disconnected or ex.finished):
-                # a real cancellation (shutdown), not the client leaving
-                ex.finish("cancelled", self._status(ex), error_type="cancelled")
+            task = asyncio.current_task()
+            if state.disconnected and task is not None and task.uncancel() == 0:
+                pass  # only our watcher's cancel: the client left; finished below
+            else:  # a real cancellation (shutdown), maybe on top of the client leaving
+                if not ex.finished:
+                    ex.finish("cancelled", self._status(ex), error_type="cancelled")
                 raise
         except Exception as exc:  # the catch-all: a bug must still answer and finish
             log.exception("request %s failed inside Nexus", ex.request_id)
@@ -190,21 +193,23 @@ class InferenceEndpoint:
         self, ex: Exchange, answer: StreamAnswer, send: Send, state: _RequestState
     ) -> None:
         ex.advance(Phase.STREAMING)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*SSE, *_headers(answer.headers)],
-            }
-        )
-        events = answer.relay.events()
+        relay = answer.relay
+        events = relay.events()
         try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE, *_headers(answer.headers)],
+                }
+            )
             async for chunk in events:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             state.finished = True
             await send({"type": "http.response.body", "body": b""})
         finally:
             await events.aclose()
+            relay.close()  # the generator's cleanup never ran if it never started
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

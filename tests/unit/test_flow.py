@@ -587,15 +587,6 @@ async def test_cancelled_during_a_stream(flow: Flow) -> None:
     assert (rec.outcome, rec.status_code, rec.error_type) == ("cancelled", 200, "cancelled")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: nexusd/api/inference.py serve(), `except asyncio.CancelledError:` — the `raise` "
-        "sits inside `if not (state.disconnected or ex.finished)`, so a cancellation that "
-        "arrives after the exchange was already finished (the relay finishes it before the "
-        "final empty body is sent) is swallowed: the task returns normally"
-    ),
-)
 async def test_cancelled_after_the_exchange_finished_still_propagates(flow: Flow) -> None:
     a = flow.add_backend("a", script=[Stream(sse(CHUNK))])
     client = FakeClient(CHAT, chat_body(stream=True))
@@ -619,16 +610,6 @@ async def test_cancelled_after_the_exchange_finished_still_propagates(flow: Flow
         assert a.streams[0].closed == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: nexusd/api/inference.py _stream() — `events = answer.relay.events()` and its "
-        "try/finally come after `await send(http.response.start)`; a cancellation (shutdown "
-        "or the disconnect watcher) or an exception while the head is being sent never "
-        "starts the relay generator, so StreamRelay._close() never runs and the upstream "
-        "stream (an aiohttp response) is never closed"
-    ),
-)
 @pytest.mark.parametrize("how", ["cancelled", "disconnect", "send_raises"])
 async def test_upstream_stream_closed_when_the_head_send_fails(flow: Flow, how: str) -> None:
     a = flow.add_backend("a", script=[Stream(sse(CHUNK))])
@@ -719,15 +700,6 @@ async def test_transport_raising_a_non_upstream_error(flow: Flow, stream: bool) 
     assert flow.backends["a"].passive_failures == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (minor): nexusd/gateway.py _try_chain/_answer — once open_stream() returned, "
-        "nothing closes the upstream stream if building the StreamAnswer fails "
-        "(here codec.stream_decoder raises): the 500 is answered and the lease released, "
-        "but the upstream response is leaked"
-    ),
-)
 async def test_upstream_stream_closed_when_the_decoder_cannot_be_built(
     flow: Flow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
