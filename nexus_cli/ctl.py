@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", dest="json_mode", action="store_true", help="needs JSON mode")
     rt.add_argument("--tokens", type=int, default=0, help="prompt size estimate")
     rt.add_argument("--max-tokens", type=int, default=0)
+    rt.add_argument(
+        "--endpoint",
+        choices=["chat", "completions", "embeddings"],
+        default="chat",
+        help="which API the request would call (default chat)",
+    )
 
     sub.add_parser("stats", help="request totals, per backend and per model")
 
@@ -231,6 +237,7 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
                 json_mode=args.json_mode,
                 tokens=args.tokens,
                 max_tokens=args.max_tokens,
+                endpoint=args.endpoint,
             )
         )
     if cmd == "stats":

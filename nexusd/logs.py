@@ -144,8 +144,16 @@ def _logger_name(component: str) -> str:
 
 
 def prompt_preview(body: dict[str, Any]) -> str | None:
-    """First message's text, at most 100 characters (+ "...")."""
-    for message in body.get("messages") or ():
+    """First message's text (or a completion's ``prompt``, an embedding's first ``input``),
+    at most 100 characters (+ "...")."""
+    for key in ("prompt", "input"):
+        text = body.get(key)
+        if isinstance(text, list) and text:
+            text = text[0]
+        if isinstance(text, str) and text:
+            return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "..."
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
             continue
         content = message.get("content")

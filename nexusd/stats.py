@@ -12,12 +12,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nexusd.types import Endpoint
+
 if TYPE_CHECKING:
     from nexusd.records import RequestRecord
     from nexusd.registry import Registry
 
 WINDOW = 1000
-ENDPOINTS = ("chat", "completions", "embeddings")
+ENDPOINTS = tuple(e.value for e in Endpoint)
 
 
 @dataclass(slots=True)

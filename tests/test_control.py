@@ -568,3 +568,23 @@ def test_completions_scripts() -> None:
             text=True,
         )
         assert out.returncode == 0 and marker in out.stdout
+
+
+def test_route_dry_run_per_endpoint_says_permanent(fakes, nexus) -> None:
+    """The dry run judges the endpoint too: an embedding model refuses chat for good
+    (``permanent``, ``code``, ``fix``) and routes embeddings."""
+    fake = fakes("ollama", [{"id": "nomic-embed-text", "embedding": True}, "llama3:8b"])
+    d = nexus({"backends": [ollama_backend("box", fake.url)]})
+    d.wait_healthy("box")
+    rc, plan, _ = ctl(d, "route", "nomic-embed-text", schema="route")
+    assert (rc, plan["outcome"], plan["permanent"]) == (0, "reject", True)
+    (rejection,) = plan["steps"][0]["rejections"]
+    assert rejection["code"] == "wrong_endpoint"
+    assert 'models."nomic-embed-text".embeddings = false' in rejection["fix"]
+    rc, plan, _ = ctl(d, "route", "nomic-embed-text", "--endpoint", "embeddings", schema="route")
+    assert (plan["outcome"], plan["backend"], plan["permanent"]) == ("route", "box", False)
+    assert plan["requirements"]["endpoint"] == "embeddings"
+    rc, plan, _ = ctl(d, "route", "llama3:8b", "--endpoint", "embeddings", schema="route")
+    assert plan["outcome"] == "route"  # Ollama embeds with chat models: not a stated "no"
+    rc, _, err = ctl(d, "route", "llama3:8b", "--endpoint", "rerank")
+    assert rc == 2 and "invalid choice" in err

@@ -68,19 +68,31 @@ BACKEND = obj(
 )
 
 REJECTION = obj({"stage": STR, "backend": STR, "reason": STR})
+#: a hard capability mismatch also carries ``code`` (the 400 it becomes) and ``fix`` (the
+#: config setting that changes the verdict); soft ones appear under ``demoted``
 DECISION = obj(
     {
         "model": STR,
         "outcome": {"enum": ["route", "queue", "reject"]},
         "candidates": {"type": "array", "items": STR},
         "rejections": {"type": "array", "items": REJECTION},
+        "demoted": {"type": "array", "items": REJECTION},
         "backend": OPT_STR,
         "reason": STR,
         "model_known": BOOL,
+        "permanent": BOOL,
     }
 )
 REQUIREMENTS = obj(
-    {"vision": BOOL, "tools": BOOL, "json_mode": BOOL, "prompt_tokens": INT, "max_tokens": INT}
+    {
+        "endpoint": ENDPOINT,
+        "vision": BOOL,
+        "tools": BOOL,
+        "json_mode": BOOL,
+        "prompt_tokens": INT,
+        "prompt_tokens_method": STR,
+        "max_tokens": INT,
+    }
 )
 REQUEST_RECORD = obj(
     {
@@ -202,6 +214,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "chain": {"type": "array", "items": STR},
             "requirements": REQUIREMENTS,
             "outcome": {"enum": ["route", "queue", "reject", "not_found"]},
+            "permanent": BOOL,
             "backend": OPT_STR,
             "model": OPT_STR,
             "fallback_used": BOOL,

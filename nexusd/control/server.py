@@ -32,7 +32,7 @@ from nexusd.config.store import (
 from nexusd.registry import Backend, normalise_url
 from nexusd.routing.aliases import MAX_ALIAS_HOPS
 from nexusd.routing.intent import Requirements
-from nexusd.types import DiscoverySource
+from nexusd.types import DiscoverySource, Endpoint
 
 if TYPE_CHECKING:
     from nexusd.core import Nexus
@@ -356,12 +356,20 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise ControlError(400, "invalid_request", "'model' is required")
+        endpoint = data.get("endpoint") or "chat"
+        if endpoint not in Endpoint._value2member_map_:
+            raise ControlError(
+                400,
+                "invalid_request",
+                f"'endpoint' must be one of {', '.join(e.value for e in Endpoint)}",
+            )
         req = Requirements(
             vision=bool(data.get("vision")),
             tools=bool(data.get("tools")),
             json_mode=bool(data.get("json_mode")),
             prompt_tokens=int(data.get("tokens") or 0),
             max_tokens=int(data.get("max_tokens") or 0),
+            endpoint=Endpoint(endpoint),
         )
         return _json(core.gateway.dry_run(model, req))
 
