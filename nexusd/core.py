@@ -36,7 +36,6 @@ from nexusd.routing.decisions import DecisionLog
 from nexusd.routing.pipeline import Pipeline
 from nexusd.stats import Stats
 from nexusd.tasks import supervise
-from nexusd.tokens import counter
 from nexusd.types import DiscoverySource, Endpoint, PrivacyZone
 
 if TYPE_CHECKING:
@@ -102,8 +101,6 @@ class Nexus:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector)
         await self.history.start()
-        # tokenizer files load in a thread now, not inside the first request that needs them
-        self._tasks.append(asyncio.ensure_future(counter().warm()))
         for bc in self.config.backends:
             self.add_backend(backend_from_config(bc), check=False)
         if self.config.health_check.enabled:

@@ -87,6 +87,7 @@ class Gateway:
         self.pipeline = core.pipeline
         #: run in order after the intent is known and before routing (none built yet)
         self.policies: list[Policy] = []
+        self._loading: asyncio.Future[None] | None = None
 
     @property
     def config(self) -> RoutingConfig:
@@ -281,6 +282,12 @@ class Gateway:
         bound = req.token_bound() + req.max_tokens
         if all(bound <= b.models[model].context_length for b in serving):
             return
+        tokens = counter()
+        if not tokens.ready(model):
+            # loading an encoding takes ~0.3 s and ~50 MB: never on the request path, and only
+            # once a request needs it. This request keeps the estimate (which only ranks).
+            self._load_encoding_soon(model)
+            return
         if req.prompt_chars > THREAD_TOKENIZE_CHARS:
             count = await asyncio.to_thread(count_prompt, call, model)
         else:
@@ -290,6 +297,11 @@ class Gateway:
             count.exact,
             count.method,
         )
+
+    def _load_encoding_soon(self, model: str) -> None:
+        if self._loading is not None and not self._loading.done():
+            return
+        self._loading = asyncio.ensure_future(asyncio.to_thread(counter().prepare, model))
 
     # --- dry run -------------------------------------------------------------------------------
 

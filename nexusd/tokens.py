@@ -171,6 +171,25 @@ class TokenCounter:
         """:meth:`load` off the event loop, for daemon start-up."""
         await asyncio.to_thread(self.load)
 
+    def ready(self, model: str) -> bool:
+        """True when counting for ``model`` will not block on loading an encoding."""
+        for name in (encoding_for(model), CL100K):
+            if name is None:
+                continue
+            if name in self._encodings:
+                return True
+            if name not in self._failed:
+                return False
+        return True  # both failed for good: the character estimate, at once
+
+    def prepare(self, model: str) -> None:
+        """Load (blocking) what counting for ``model`` needs; run it in a thread."""
+        name = encoding_for(model)
+        if name is not None:
+            self._encoding(name)
+        if name is None or name in self._failed:
+            self._encoding(CL100K)
+
     @property
     def loaded(self) -> frozenset[str]:
         """The encodings available for exact counts."""

@@ -4,6 +4,7 @@ split, and the embeddings and legacy completions endpoints (fake backends, offic
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import threading
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from nexusd.records import RequestRecord
+from nexusd.tokens import counter
 from tests.fakes.state import embed
 from tests.harness import DaemonThread, ollama_backend
 
@@ -239,3 +241,58 @@ def test_completions_stream_and_not_through_the_same_flow(fakes, nexus) -> None:
     assert all(r.backend == "alive" and r.retries == 1 for r in recs)
     assert any(r.stream and r.completion_tokens for r in recs)
     assert alive.completion_requests[0].path == "/v1/completions"
+
+
+# --- token counts: exact where the family has a public encoding, and only then a veto --------
+
+
+def test_prompt_over_the_context_by_a_real_count_is_400(fakes, nexus) -> None:
+    """gpt-4o's prompt counted with o200k_base exceeds the 2048 tokens vLLM reports: 400.
+    The same prompt to a llama model is only estimated, so it is sent (the backend decides)."""
+    fake = fakes(
+        "vllm",
+        [{"id": "gpt-4o", "context_length": 2048}, {"id": "llama3:8b", "context_length": 2048}],
+    )
+    d = nexus({"backends": [{"name": "box", "url": fake.url, "type": "vllm"}]})
+    d.wait_healthy("box")
+    d.run(asyncio.to_thread(counter().prepare, "gpt-4o"))  # loading happens off the hot path
+    d.run(asyncio.to_thread(counter().prepare, "llama3:8b"))
+    prompt = "hello " * 3000  # 3,000 o200k tokens + framing; chars/4 would say 4,500
+    expected = counter().count_chat([{"role": "user", "content": prompt}], "gpt-4o")
+    assert expected.exact and 3000 < expected.tokens < 3020
+    r = httpx.post(
+        d.url + "/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}]},
+        timeout=30,
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert f"the prompt alone is {expected.tokens} tokens" in error["message"]
+    assert "context of 2048 tokens" in error["message"]
+    assert fake.chat_requests == []
+    trace = d.call(lambda: d.core.decisions.get(r.headers["x-nexus-request-id"]))
+    assert trace.requirements.prompt_method == "o200k_base"
+
+    r = httpx.post(
+        d.url + "/v1/chat/completions",
+        json={"model": "llama3:8b", "messages": [{"role": "user", "content": prompt}]},
+        timeout=30,
+    )
+    assert r.status_code == 200  # an estimate never vetoes
+    trace = d.call(lambda: d.core.decisions.get(r.headers["x-nexus-request-id"]))
+    assert trace.requirements.prompt_method == "estimate"
+    assert trace.requirements.prompt_tokens < 4500  # a cl100k count, not characters / 4
+
+
+def test_short_prompts_are_never_tokenized(fakes, nexus, monkeypatch) -> None:
+    """The hot path: a prompt whose upper bound fits every context costs no tokenizer call."""
+    fake = fakes("ollama", ["llama3:8b"])
+    d = nexus({"backends": [ollama_backend("box", fake.url)]})
+    d.wait_healthy("box")
+    calls = []
+    monkeypatch.setattr(
+        "nexusd.gateway.count_prompt", lambda *a: calls.append(a) or pytest.fail("counted")
+    )
+    assert chat(d.url).status_code == 200
+    assert calls == []
