@@ -46,7 +46,14 @@ from nexusd.relay import StreamRelay
 from nexusd.routing.aliases import resolve_alias
 from nexusd.routing.decisions import Attempt, RequestTrace
 from nexusd.routing.intent import Requirements, RoutingIntent, requirements_of
-from nexusd.routing.pipeline import WRONG_ENDPOINT, Decision, Outcome, mismatches
+from nexusd.routing.pipeline import (
+    CONTEXT_LENGTH_EXCEEDED,
+    MODEL_NOT_CAPABLE,
+    WRONG_ENDPOINT,
+    Decision,
+    Outcome,
+    mismatches,
+)
 from nexusd.tokens import TokenCount, counter
 from nexusd.types import Endpoint
 from nexusd.usage import usage_of
@@ -409,10 +416,12 @@ class Gateway:
         via = f" (alias of '{chain[0]}')" if chain[0] != intent.requested_model else ""
         reason = first.reason.removeprefix(f"model {chain[0]} ")
         message = f"Model '{intent.requested_model}'{via} {reason}."
+        if code in _HINTS:
+            message += f" {_HINTS[code]}"
         if len(chain) > 1:
             message += f" Its fallbacks ({', '.join(chain[1:])}) cannot serve it either."
         if first.fix:
-            message += f" To correct the backend's capabilities: {first.fix}."
+            message += f" If backend '{first.backend}' reports this wrongly, set {first.fix}."
         return NotCapable(
             message,
             code=code,
@@ -458,6 +467,13 @@ class Gateway:
         if fallback:
             headers["X-Nexus-Fallback-Model"] = model
         return headers
+
+
+#: what the client can do about a permanent refusal (wrong_endpoint names the endpoint itself)
+_HINTS = {
+    MODEL_NOT_CAPABLE: "Send text only, or pick a model that has vision.",
+    CONTEXT_LENGTH_EXCEEDED: "Shorten the prompt, or pick a model with a longer context.",
+}
 
 
 def _predicted(req: Requirements, backend: Backend, model: str) -> bool:

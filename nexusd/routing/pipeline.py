@@ -102,11 +102,9 @@ WRONG_ENDPOINT = "wrong_endpoint"
 
 
 def _override(backend: Backend, model: str, key: str, value: object) -> str:
+    """The config line that overrides what the backend reports, ready to paste."""
     shown = str(value).lower() if isinstance(value, bool) else value
-    return (
-        f'[[backends]] name = "{backend.name}" … models."{model}".{key} = {shown} '
-        "(if the backend's metadata is wrong)"
-    )
+    return f'models."{model}".{key} = {shown} in the [[backends]] entry named "{backend.name}"'
 
 
 def mismatches(req: Requirements, m: ModelInfo) -> list[tuple[bool, str, str, str, object]]:
