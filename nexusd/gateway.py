@@ -104,11 +104,18 @@ class Gateway:
     # --- the flow ------------------------------------------------------------------------------
 
     async def handle(
-        self, ex: Exchange, call: Call, client_auth: str | None
+        self,
+        ex: Exchange,
+        call: Call,
+        client_auth: str | None,
+        requirements: Requirements | None = None,
     ) -> Answer | StreamAnswer:
+        """``requirements`` come from the inbound adapter (each dialect finds them in its own
+        body); OpenAI-shaped bodies are read here when none are given."""
         requested: str = call.body["model"]
         resolved, hops = resolve_alias(self.config.aliases, requested)
-        requirements = requirements_of(call.body, call.endpoint)
+        if requirements is None:
+            requirements = requirements_of(call.body, call.endpoint)
         intent = RoutingIntent(ex.request_id, requested, requirements, call.stream)
         trace = ex.trace
         trace.requested_model, trace.resolved_model, trace.alias_hops = requested, resolved, hops

@@ -16,6 +16,7 @@ from nexusd.api.validation import (
 )
 from nexusd.backends.codec import Call
 from nexusd.errors import NexusError
+from nexusd.routing.intent import Requirements, requirements_of
 from nexusd.types import Endpoint
 
 
@@ -28,6 +29,10 @@ class InboundAdapter:
     def parse(self, raw: bytes) -> Call:
         body = self.validate(raw)
         return Call(self.endpoint, body, raw, body.get("stream") is True)
+
+    def requirements(self, call: Call) -> Requirements:
+        """What routing needs from this endpoint's body (one pass)."""
+        return requirements_of(call.body, self.endpoint)
 
     def render_error(self, err: NexusError) -> bytes:
         """OpenAI's envelope; other dialects (Anthropic, Responses) override this."""

@@ -112,7 +112,7 @@ class InferenceEndpoint:
                 WATCH_AFTER, state.start_watching, receive, task
             )
             try:
-                answer = await core.gateway.handle(ex, call, auth)
+                answer = await core.gateway.handle(ex, call, auth, adapter.requirements(call))
                 if isinstance(answer, StreamAnswer):
                     await self._stream(ex, answer, send, state)
                 else:
