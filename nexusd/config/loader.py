@@ -285,11 +285,19 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
         "first_byte_timeout_seconds",
         "stream_idle_timeout_seconds",
         "shutdown_timeout_seconds",
+        "body_timeout_seconds",
     ):
         if getattr(s, name) <= 0:
             errors.append(f"server.{name}: {getattr(s, name)} must be greater than 0")
-    if s.max_body_bytes <= 0:
-        errors.append(f"server.max_body_bytes: {s.max_body_bytes} must be greater than 0")
+    for name in ("max_body_bytes", "max_response_bytes", "max_event_bytes"):
+        if getattr(s, name) <= 0:
+            errors.append(f"server.{name}: {getattr(s, name)} must be greater than 0")
+    for origin in s.allowed_origins:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            errors.append(
+                f"server.allowed_origins: {origin!r} is not an origin; "
+                'use scheme://host[:port], e.g. "http://localhost:3000"'
+            )
 
     h = cfg.health_check
     for name in ("interval_seconds", "timeout_seconds"):

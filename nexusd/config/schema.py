@@ -59,6 +59,16 @@ class ServerConfig:
     stream_idle_timeout_seconds: float = 120.0
     max_body_bytes: int = 10 * MIB
     shutdown_timeout_seconds: float = 30.0
+    #: a request body must arrive within this long (slow-body / slowloris bound)
+    body_timeout_seconds: float = 60.0
+    #: an upstream answer (non-streaming body) larger than this is a backend fault
+    max_response_bytes: int = 64 * MIB
+    #: one upstream SSE event larger than this (or bytes that never form an event) is a fault
+    max_event_bytes: int = 1 * MIB
+    #: host names accepted in ``Host`` besides the loopback ones (and the bind address)
+    allowed_hosts: list[str] = field(default_factory=list)
+    #: browser origins allowed besides our own (``/ws``, cross-site requests to the API)
+    allowed_origins: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
