@@ -105,8 +105,16 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> TokenCounter:
 
 @pytest.fixture
 def tokens_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    with caplog.at_level(logging.DEBUG, logger="nexus.tokens"):
-        yield caplog
+    """Capture ``nexus.tokens`` directly: a daemon started earlier in the same run may have
+    set up logging with ``propagate = False`` on ``nexus``, so caplog's root handler alone
+    would see nothing."""
+    logger = logging.getLogger("nexus.tokens")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="nexus.tokens"):
+            yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 def sha256_of(path: Path) -> str:
@@ -114,7 +122,8 @@ def sha256_of(path: Path) -> str:
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "nexus.tokens" and r.levelno >= logging.WARNING]
+    found = [r for r in caplog.records if r.name == "nexus.tokens" and r.levelno >= logging.WARNING]
+    return list({id(r): r for r in found}.values())  # seen via propagation and directly
 
 
 # -- a fresh install, offline -------------------------------------------------------------------
