@@ -8,6 +8,7 @@
     ├── ModelNotFound           404 invalid_request_error / model_not_found
     ├── RouteNotFound           404 invalid_request_error / not_found
     ├── MethodNotAllowed        405 invalid_request_error / method_not_allowed
+    ├── RequestTimeout          408 invalid_request_error / request_timeout
     ├── ServiceUnavailable      503 service_unavailable (carries ``context``)
     ├── UpstreamFailed          502 server_error / bad_gateway
     ├── UpstreamTimedOut        504 server_error / gateway_timeout
@@ -98,6 +99,12 @@ class MethodNotAllowed(NexusError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeout(NexusError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class ServiceUnavailable(NexusError):

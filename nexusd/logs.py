@@ -77,6 +77,14 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(payload, default=str))
 
 
+#: control characters a log line must not carry raw (a forged line, a terminal escape)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_control(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class PrettyFormatter(logging.Formatter):
     def __init__(self, journald: bool = False) -> None:
         fmt = (
@@ -86,6 +94,14 @@ class PrettyFormatter(logging.Formatter):
         )
         super().__init__(fmt, "%H:%M:%S")
         self.journald = journald
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """One event, one line: CR, LF and ESC from clients or backends are shown escaped
+        (tracebacks, appended after this, keep their lines)."""
+        message = record.message
+        if _CONTROL.search(message):
+            record.message = _escape_control(message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = redact(super().format(record))

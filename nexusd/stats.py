@@ -1,8 +1,9 @@
 """Live request statistics for ``/v1/stats`` — real numbers, updated per record in O(1).
 
 Percentiles come from a bounded window of recent latencies per backend (the last 1,000),
-computed only when someone asks. Requests are also counted per API (``endpoints``: chat,
-completions, embeddings — always all three, zeros included).
+computed only when someone asks. Per-model entries are bounded (``MAX_MODELS``, least
+recently used dropped), since model names come from clients. Requests are also counted per
+API (``endpoints``: chat, completions, embeddings — always all three, zeros included).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from nexusd.registry import Registry
 
 WINDOW = 1000
+#: per-model entries kept (least recently used dropped first): names come from clients
+MAX_MODELS = 1000
 ENDPOINTS = tuple(e.value for e in Endpoint)
 
 
@@ -80,9 +83,15 @@ class Stats:
                 b.ttft_sum_ms += rec.ttft_ms
                 b.ttft_count += 1
         name = rec.served_model or rec.requested_model
-        m = self.models.get(name)
+        models = self.models
+        m = models.get(name)
         if m is None:
-            m = self.models[name] = _ModelStats()
+            # names come from clients: keep the most recently used MAX_MODELS only
+            if len(models) >= MAX_MODELS:
+                del models[next(iter(models))]
+            m = models[name] = _ModelStats()
+        else:
+            models[name] = models.pop(name)  # most recently used last
         m.requests += 1
         m.errors += not rec.ok
         m.duration_sum_ms += rec.latency_ms

@@ -32,6 +32,8 @@ def create_app(core: Nexus) -> InferenceEndpoint:
 
 def create_quart_app(core: Nexus) -> Quart:
     app = Quart("nexusd")
+    # "//v1//models" is an unknown path (JSON 404), not a 308 redirect to an HTML page
+    app.url_map.merge_slashes = False
     server = core.config.server
     app.config.update(
         MAX_CONTENT_LENGTH=server.max_body_bytes,

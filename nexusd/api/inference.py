@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from nexusd.api.errors import too_large
 from nexusd.api.inbound import OPENAI_ADAPTERS, InboundAdapter
-from nexusd.errors import InternalError, MethodNotAllowed, NexusError, ServiceUnavailable
+from nexusd.errors import (
+    InternalError,
+    MethodNotAllowed,
+    NexusError,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from nexusd.exchange import Exchange, Phase
 from nexusd.gateway import StreamAnswer
 from nexusd.sse import error_event
@@ -66,6 +72,7 @@ class InferenceEndpoint:
         self.app = app
         self.adapters = {a.path: a for a in adapters}
         self.max_body = core.config.server.max_body_bytes
+        self.body_timeout = core.config.server.body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         adapter = self.adapters.get(scope["path"]) if scope["type"] == "http" else None
@@ -212,8 +219,30 @@ class InferenceEndpoint:
             relay.close()  # the generator's cleanup never ran if it never started
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
+        """The whole body, within ``max_body_bytes`` and ``body_timeout_seconds``.
+
+        Most bodies arrive in one message; only a body in several pays for a deadline, so a
+        client trickling bytes cannot hold the connection (and its file descriptor) open."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        first = message.get("body", b"")
+        if len(first) > self.max_body:
+            raise too_large(self.max_body)
+        if not message.get("more_body"):
+            return first
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self._read_rest(receive, first)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {self.body_timeout:g} s "
+                "(server.body_timeout_seconds); send it at once"
+            ) from None
+
+    async def _read_rest(self, receive: Receive, first: bytes) -> bytes:
+        chunks = [first]
+        size = len(first)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -225,7 +254,7 @@ class InferenceEndpoint:
                     raise too_large(self.max_body)
                 chunks.append(chunk)
             if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return b"".join(chunks)
 
 
 class _RequestState:

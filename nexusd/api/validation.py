@@ -6,6 +6,7 @@ Each check rejects only what no backend could serve, with a message saying what 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from nexusd.errors import InvalidRequest
@@ -14,13 +15,49 @@ from nexusd.errors import InvalidRequest
 MAX_EMBEDDING_INPUTS = 2048
 
 
+#: longest model name accepted (real ones are far shorter; the bound keeps per-model state,
+#: logs and history rows small whatever a client sends)
+MAX_MODEL_NAME = 256
+#: a lone UTF-16 surrogate escape (``\ud800``) in the raw body: only then are strings walked
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (use null or a number)")
+
+
+def _no_duplicate_model(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if sum(1 for key, _ in pairs if key == "model") > 1:
+        raise ValueError("the key 'model' appears more than once")
+    return dict(pairs)
+
+
 def _parse_object(raw: bytes) -> dict[str, Any]:
+    """RFC 8259 JSON, strictly: UTF-8 only, no NaN/Infinity, no lone surrogates, one
+    ``model`` key. Each check costs nothing unless the raw bytes hint at the problem."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "Request body must be UTF-8 encoded JSON (RFC 8259); re-encode it as UTF-8"
+        ) from None
+    # the stdlib decoder would take the last of several "model" keys; backends might take the
+    # first: refuse the ambiguity (checked only when the raw bytes contain it twice)
+    pairs_hook = _no_duplicate_model if raw.count(b'"model"') > 1 else None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=pairs_hook)
+    except RecursionError:
+        raise InvalidRequest("Request body is nested too deeply to be a real request") from None
+    except ValueError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"Request body must be a JSON object, got {_json_kind(body)}")
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+        raise InvalidRequest(
+            "Request body contains a lone UTF-16 surrogate escape (e.g. \\ud800), which is not "
+            "text; send valid Unicode"
+        )
     model = body.get("model")
     if model is None:
         raise InvalidRequest(
@@ -30,7 +67,35 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"'model' must be a non-empty string, got {_json_kind(model)}", param="model"
         )
+    if len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest(
+            f"'model' is {len(model):,} characters long; model names are at most {MAX_MODEL_NAME}",
+            param="model",
+        )
+    if _CONTROL.search(model):
+        raise InvalidRequest(
+            "'model' contains control characters (e.g. a line break); no model is named so",
+            param="model",
+        )
     return body
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Walk the parsed body (only when a surrogate escape was seen) for unencodable text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _check_stream(body: dict[str, Any]) -> None:
