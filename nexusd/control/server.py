@@ -69,6 +69,24 @@ async def _body() -> dict[str, Any]:
     return data
 
 
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ControlError(400, "invalid_request", f"'{key}' must be true or false")
+    return value
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**9:
+        raise ControlError(
+            400, "invalid_request", f"'{key}' must be a whole number from 0 to 1000000000"
+        )
+    return value
+
+
 def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
     app = Quart("nexusd-control")
     app.config.update(
@@ -355,20 +373,20 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         data = await _body()
         model = data.get("model")
         if not isinstance(model, str) or not model:
-            raise ControlError(400, "invalid_request", "'model' is required")
-        endpoint = data.get("endpoint") or "chat"
-        if endpoint not in Endpoint._value2member_map_:
+            raise ControlError(400, "invalid_request", "'model' is required: a non-empty string")
+        endpoint = data.get("endpoint", "chat")
+        if not isinstance(endpoint, str) or endpoint not in Endpoint._value2member_map_:
             raise ControlError(
                 400,
                 "invalid_request",
                 f"'endpoint' must be one of {', '.join(e.value for e in Endpoint)}",
             )
         req = Requirements(
-            vision=bool(data.get("vision")),
-            tools=bool(data.get("tools")),
-            json_mode=bool(data.get("json_mode")),
-            prompt_tokens=int(data.get("tokens") or 0),
-            max_tokens=int(data.get("max_tokens") or 0),
+            vision=_flag(data, "vision"),
+            tools=_flag(data, "tools"),
+            json_mode=_flag(data, "json_mode"),
+            prompt_tokens=_count(data, "tokens"),
+            max_tokens=_count(data, "max_tokens"),
             endpoint=Endpoint(endpoint),
         )
         return _json(core.gateway.dry_run(model, req))
