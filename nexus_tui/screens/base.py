@@ -60,9 +60,13 @@ class NexusScreen(Screen[None]):
     def _refresh_chrome(self, *_: Any) -> None:
         if not self.is_mounted:
             return
-        self.query_one(TopBar).refresh_bar()
-        self.query_one(Banner).refresh_banner()
-        self.query_one(StatusLine).refresh_line()
+        # some screens (e.g. an explanation pushed over a view) have no chrome of their own
+        for bar in self.query(TopBar):
+            bar.refresh_bar()
+        for banner in self.query(Banner):
+            banner.refresh_banner()
+        for line in self.query(StatusLine):
+            line.refresh_line()
 
     def refresh_view(self, topics: frozenset[str]) -> None:
         """Called by the app whenever state topics changed (and on resume with all)."""
