@@ -1,13 +1,16 @@
+# PYTHON_ARGCOMPLETE_OK
 """``nexusctl``: Nexus for scripts — every control resource as a subcommand.
 
 Output is JSON by default (one document, keys sorted; streams as JSON lines) and stable;
-``-o table`` is for people. Exit codes: 0 ok, 1 refused by the daemon (message on stderr),
-2 usage, 3 daemon not reachable (the message says how to start it).
+``-o table`` (anywhere on the line) is for people. Exit codes: 0 ok, 1 refused by the daemon
+(message on stderr; also a dry run that would be refused), 2 usage, 3 daemon not reachable
+(the message says how to start it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -140,11 +143,41 @@ def build_parser() -> argparse.ArgumentParser:
     from nexusd.discovery.command import add_arguments as add_discover_arguments
 
     add_discover_arguments(disc)
+    _output_everywhere(p)
     return p
 
 
+def _output_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-o table`` after the subcommand works too (a later one wins)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("--output" in a.option_strings for a in sub._actions):
+                    sub.add_argument(
+                        "-o",
+                        "--output",
+                        choices=["json", "table"],
+                        default=argparse.SUPPRESS,
+                        help="json (default) or table",
+                    )
+                _output_everywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from nexus_cli.render import exit_quietly_on_broken_pipe
+
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return exit_quietly_on_broken_pipe()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     if args.command == "discover":
         from nexusd.discovery.command import run as discover
@@ -163,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace, client: Any) -> int:
-    from nexus_cli.render import emit_json, table
+    from nexus_cli.render import emit_json, show_any, table
 
     table_mode = args.output == "table"
 
@@ -171,12 +204,8 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
         if table_mode and kind in TABLES and isinstance(data, list):
             columns = TABLES[kind]
             table(data, columns, [HEADERS.get(c, c) for c in columns])
-        elif (
-            table_mode
-            and isinstance(data, dict)
-            and all(not isinstance(v, dict | list) for v in data.values())
-        ):
-            table([{"key": k, "value": v} for k, v in data.items()], ("key", "value"))
+        elif table_mode:
+            show_any(data)
         else:
             emit_json(data)
         return EXIT_OK
@@ -229,17 +258,18 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
     if cmd == "explain":
         return show(client.request(args.request_id))
     if cmd == "route":
-        return show(
-            client.route(
-                args.model,
-                vision=args.vision,
-                tools=args.tools,
-                json_mode=args.json_mode,
-                tokens=args.tokens,
-                max_tokens=args.max_tokens,
-                endpoint=args.endpoint,
-            )
+        plan = client.route(
+            args.model,
+            vision=args.vision,
+            tools=args.tools,
+            json_mode=args.json_mode,
+            tokens=args.tokens,
+            max_tokens=args.max_tokens,
+            endpoint=args.endpoint,
         )
+        show(plan)
+        # a dry run that the API would refuse exits like a refusal
+        return EXIT_REFUSED if plan["outcome"] in ("reject", "not_found") else EXIT_OK
     if cmd == "stats":
         return show(client.stats())
     if cmd == "log-level":

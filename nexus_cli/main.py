@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """``nexus``: the command for people — run the daemon, look at it, manage config and service.
 
 Everything except ``serve``, ``config``, ``completions`` and ``service`` talks to the running
@@ -84,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nexus_cli.render import exit_quietly_on_broken_pipe
+
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return exit_quietly_on_broken_pipe()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     _enable_completion(parser)
     args = parser.parse_args(argv)
@@ -164,11 +174,14 @@ def _backends(args: argparse.Namespace, client: Any, table: Any) -> int:
     action = args.action or "list"
     if action == "add":
         b = client.add_backend(args.url, type=args.type_, name=args.name, priority=args.priority)
-        print(f"Added backend '{b['name']}' ({b['type']}) at {b['url']} — saved to the config")
+        print(
+            f"Added backend {b['id']} ({b['type']}) at {b['url']} — saved to the config. "
+            f"Its id (or its name, {b['name']}) works with remove and drain."
+        )
         return 0
     if action == "remove":
-        client.remove_backend(args.id)
-        print(f"Removed backend '{args.id}'")
+        removed = client.remove_backend(args.id)
+        print(f"Removed backend {removed.get('removed', args.id)}")
         return 0
     if action == "drain":
         b = client.patch_backend(args.id, drain=not args.undo)

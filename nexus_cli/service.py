@@ -119,14 +119,21 @@ def status(kind: str | None, home: Path | None = None) -> int:
     kind = kind or default_kind()
     path = unit_path(home) if kind == "systemd" else plist_path(home)
     print(f"{kind} service file: {path} ({'installed' if path.exists() else 'not installed'})")
-    if path.exists() and kind == "systemd":
-        _run(["systemctl", "--user", "--no-pager", "status", "nexus"], show=True)
-    return 0 if path.exists() else 1
+    if not path.exists():
+        return 1
+    if kind == "systemd":
+        # systemctl's own exit code says whether the unit runs (3: inactive); pass it on
+        code = _run(["systemctl", "--user", "--no-pager", "status", "nexus"], show=True)
+        return 1 if code is None or code != 0 else 0
+    return 0
 
 
-def _run(cmd: list[str], show: bool = False) -> None:
+def _run(cmd: list[str], show: bool = False) -> int | None:
+    """Run a service-manager command; its exit code, or None when it is not installed."""
     if shutil.which(cmd[0]) is None:
-        return
+        print(f"  ({cmd[0]} is not available here)")
+        return None
     result = subprocess.run(cmd, capture_output=not show, text=True, check=False)
     if not show and result.returncode != 0 and result.stderr:
         print(f"  ({cmd[0]}: {result.stderr.strip()})")
+    return result.returncode

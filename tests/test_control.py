@@ -35,7 +35,7 @@ def ctl(d: DaemonThread, *args: str, schema: str | None = None) -> tuple[int, An
         timeout=30,
     )
     data = json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else None
-    if schema and result.returncode == 0:
+    if schema and data is not None and result.returncode in (0, 1):
         jsonschema.validate(data, SCHEMAS[schema])
     return result.returncode, data, result.stderr
 
@@ -241,11 +241,12 @@ def test_explain_failover_and_dry_run_route(fake_host: FakeHost, fakes, nexus) -
     assert requests[0]["request_id"] == r.headers["x-nexus-request-id"]
     sent_before = len(second.chat_requests)
     rc, plan, _ = ctl(d, "route", "llama3:8b", "--vision", schema="route")
-    assert plan["outcome"] == "reject"
+    assert (rc, plan["outcome"]) == (1, "reject")  # what the API would refuse exits 1
     reasons = {x["backend"]: x["reason"] for x in plan["steps"][0]["rejections"]}
     assert reasons["second"].startswith("model llama3:8b lacks vision")
     assert len(second.chat_requests) == sent_before  # nothing was sent
     rc, plan, _ = ctl(d, "route", "llama3:8b", schema="route")
+    assert rc == 0
     # one passive failure is below failure_threshold (3): "first" is still preferred
     assert plan["outcome"] == "route" and plan["backend"] == "first"
     assert plan["reason"].startswith("highest_score:first:")
@@ -577,7 +578,7 @@ def test_route_dry_run_per_endpoint_says_permanent(fakes, nexus) -> None:
     d = nexus({"backends": [ollama_backend("box", fake.url)]})
     d.wait_healthy("box")
     rc, plan, _ = ctl(d, "route", "nomic-embed-text", schema="route")
-    assert (rc, plan["outcome"], plan["permanent"]) == (0, "reject", True)
+    assert (rc, plan["outcome"], plan["permanent"]) == (1, "reject", True)
     (rejection,) = plan["steps"][0]["rejections"]
     assert rejection["code"] == "wrong_endpoint"
     assert 'models."nomic-embed-text".embeddings = false' in rejection["fix"]

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -101,11 +102,23 @@ class ControlClient:
             {"url": url, **{k: v for k, v in fields.items() if v is not None}},
         )
 
-    def remove_backend(self, backend_id: str) -> dict[str, Any]:
-        return self.call("DELETE", f"/v1/backends/{backend_id}")
+    def remove_backend(self, backend: str) -> dict[str, Any]:
+        """By id or by name (``nexus backends add`` shows both)."""
+        return self._by_id_or_name(backend, "DELETE")
 
-    def patch_backend(self, backend_id: str, **fields: Any) -> dict[str, Any]:
-        return self.call("PATCH", f"/v1/backends/{backend_id}", fields)
+    def patch_backend(self, backend: str, **fields: Any) -> dict[str, Any]:
+        return self._by_id_or_name(backend, "PATCH", fields)
+
+    def _by_id_or_name(self, ref: str, method: str, body: Any = None) -> Any:
+        try:
+            return self.call(method, f"/v1/backends/{quote(ref, safe='')}", body)
+        except Refused as exc:
+            if exc.status != 404:
+                raise
+            named = [b["id"] for b in self.backends() if b["name"] == ref]
+            if len(named) != 1:
+                raise
+            return self.call(method, f"/v1/backends/{quote(named[0], safe='')}", body)
 
     def models(self) -> list[dict[str, Any]]:
         return self.call("GET", "/v1/models")["models"]
