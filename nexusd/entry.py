@@ -28,7 +28,8 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--socket",
-        help="control socket path (default: NEXUS_SOCKET or <user runtime dir>/nexus/nexusd.sock)",
+        help="control socket path (default: NEXUS_SOCKET or <user runtime dir>/nexus/nexusd.sock);"
+        " an existing path is only replaced if it is a stale Nexus socket",
     )
 
 

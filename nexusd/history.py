@@ -6,22 +6,35 @@ request path an ``append`` each. A crash loses at most the last batch window
 (``FLUSH_SECONDS``). Old rows are deleted past ``retention_days``. The schema is versioned
 with ``PRAGMA user_version``: a new file gets the current schema, an older one is migrated
 step by step (``_MIGRATIONS``) in one write transaction when it is opened.
+
+The writer survives anything: a batch that fails is retried row by row, a row that still
+fails is dropped and counted (one log line per failing batch, repeats of the same error at
+most once a minute), and the thread itself runs under ``supervise`` so even a crash of the
+loop restarts it. Its queue is bounded (``MAX_QUEUE``): past that the oldest rows are dropped
+and counted, so a stuck disk costs bounded memory. The history is as private as the control
+socket that serves it: the state directory is created 0700 and the database, ``-wal`` and
+``-shm`` files are 0600.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from nexusd.control.location import make_private_dirs
 from nexusd.records import RequestRecord
+from nexusd.tasks import supervise
 
 log = logging.getLogger("nexus.history")
 
@@ -32,6 +45,10 @@ BATCH = 200
 #: loop thread waits up to a whole switch interval each time it wants it back)
 BATCH_PAUSE = 0.002
 RING = 1000
+#: rows waiting for the writer; past this the oldest are dropped (and counted)
+MAX_QUEUE = 50_000
+#: a repeated write error (same type and text) is logged at most this often
+ERROR_LOG_SECONDS = 60.0
 COLUMNS = (
     "request_id",
     "time",
@@ -118,8 +135,21 @@ def _record(row: sqlite3.Row) -> RequestRecord:
     return RequestRecord(**data)
 
 
+def make_private(path: Path) -> None:
+    """The state directory 0700 if we create it; the database and its -wal/-shm 0600.
+
+    SQLite gives new -wal/-shm files the database's mode, so creating the database 0600
+    covers them; files left 0644 by an older Nexus are tightened here."""
+    make_private_dirs(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):  # absent, or not ours to change
+            if stat.S_IMODE(os.stat(name).st_mode) & 0o077:
+                os.chmod(name, 0o600)
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     conn = sqlite3.connect(path, check_same_thread=False, timeout=10)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -163,9 +193,13 @@ class History:
         self.retention_days = retention_days
         self.ring: deque[RequestRecord] = deque(maxlen=RING)
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.write_errors = 0
+        #: rows dropped because the queue was full (the writer could not keep up)
+        self.dropped = 0
+        self._dropped_logged_at = 0.0
+        self._last_error: tuple[str, float, int] | None = None  # (text, logged at, repeats)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -173,27 +207,58 @@ class History:
         if self.path is None:
             return
         try:
+            await asyncio.to_thread(make_private, self.path)
             recent = await asyncio.to_thread(self._load_recent, RING)
         except (sqlite3.Error, OSError, RuntimeError) as exc:
-            log.error("request history disabled: cannot open %s: %s", self.path, exc)
+            log.warning(
+                "request history disabled: cannot open %s (%s). Free disk space or make %s "
+                "writable (or point NEXUS_STATE_DIR elsewhere, or set [history] enabled = "
+                "false), then restart; requests are still served",
+                self.path,
+                getattr(exc, "strerror", None) or exc,
+                self.path.parent,
+            )
             self.path = None
             return
         self.ring.extend(recent)
-        self._thread = threading.Thread(target=self._writer, name="nexus-history", daemon=True)
-        self._thread.start()
+        self._task = supervise("history-writer", self._run_writer)
 
     async def stop(self) -> None:
-        if self._thread is not None:
+        if self._task is not None:
             self._queue.put(None)
-            await asyncio.to_thread(self._thread.join, 10)
-            self._thread = None
+            done, _ = await asyncio.wait({self._task}, timeout=10)
+            if not done:
+                self._task.cancel()
+            self._task = None
 
     # --- hot path ------------------------------------------------------------------------
 
     def add(self, rec: RequestRecord) -> None:
         self.ring.append(rec)
-        if self._thread is not None:
+        if self._task is not None:
+            if self._queue.qsize() >= MAX_QUEUE:
+                self._drop_oldest()
             self._queue.put(_row(rec))  # a few µs here saves the writer thread GIL time
+
+    def _drop_oldest(self) -> None:
+        try:
+            dropped = self._queue.get_nowait()
+        except queue.Empty:
+            return
+        if dropped is None:  # the stop marker: keep it
+            self._queue.put(None)
+            return
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= ERROR_LOG_SECONDS:
+            self._dropped_logged_at = now
+            log.warning(
+                "request history is %d records behind: dropping the oldest (%d dropped so "
+                "far); the disk under %s is too slow or stuck",
+                MAX_QUEUE,
+                self.dropped,
+                self.path,
+            )
 
     def recent(self, limit: int = 100) -> list[RequestRecord]:
         """Newest last, like the reference's ``/v1/history``."""
@@ -233,25 +298,38 @@ class History:
 
         return await asyncio.to_thread(read)
 
+    async def _run_writer(self) -> None:
+        """The writer thread, as something ``supervise`` can await (and restart on a crash)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(exc: BaseException | None) -> None:
+            if done.done():
+                return
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+        def target() -> None:
+            outcome: BaseException | None = None
+            try:
+                self._writer()
+            except BaseException as exc:  # handed to supervise on the loop
+                outcome = exc
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(settle, outcome)
+
+        threading.Thread(target=target, name="nexus-history", daemon=True).start()
+        await done
+
     def _writer(self) -> None:
         assert self.path is not None
         conn = connect(self.path)
         last_prune = 0.0
         try:
             while True:
-                first = self._queue.get()
-                batch = [] if first is None else [first]
-                deadline = time.monotonic() + FLUSH_SECONDS
-                stop = first is None
-                while not stop and len(batch) < BATCH:
-                    try:
-                        item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                    else:
-                        batch.append(item)
+                batch, stop = self._next_batch()
                 if batch:
                     self._write(conn, batch)
                     if not self._queue.empty():
@@ -264,19 +342,82 @@ class History:
         finally:
             conn.close()
 
+    def _next_batch(self) -> tuple[list[tuple[Any, ...]], bool]:
+        """Up to BATCH rows, waiting at most FLUSH_SECONDS after the first; True = stop."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while len(batch) < BATCH:
+            try:
+                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
     def _write(self, conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+        """One transaction per batch; if a row breaks it, row by row, dropping the bad rows.
+
+        Any exception counts (a lone surrogate in a string is a UnicodeEncodeError, not a
+        sqlite3.Error): the writer must outlive every bad row and every bad disk."""
         try:
             with conn:
                 conn.executemany(_INSERT, batch)
             self.written += len(batch)
-        except sqlite3.Error as exc:  # disk full, locked…: keep serving, say so
-            self.write_errors += len(batch)
-            log.error("could not persist %d request records: %s", len(batch), exc)
+            self._recovered()
+            return
+        except Exception as exc:
+            first: BaseException = exc
+        failed: list[tuple[tuple[Any, ...], BaseException]] = []
+        if len(batch) == 1 or isinstance(first, sqlite3.OperationalError):
+            # disk full, read-only, locked past the timeout: every row would fail the same way
+            failed = [(row, first) for row in batch]
+        else:
+            for row in batch:
+                try:
+                    with conn:
+                        conn.execute(_INSERT, row)
+                    self.written += 1
+                except Exception as exc:
+                    failed.append((row, exc))
+        if not failed:
+            self._recovered()
+            return
+        self.write_errors += len(failed)
+        row, exc = failed[0]
+        text = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last = self._last_error
+        if last is not None and last[0] == text and now - last[1] < ERROR_LOG_SECONDS:
+            self._last_error = (text, last[1], last[2] + len(failed))
+            return
+        log.error(
+            "could not persist %d of %d request records, dropped them (first: %s: %s); "
+            "%d dropped so far",
+            len(failed),
+            len(batch),
+            row[0],
+            text,
+            self.write_errors,
+        )
+        self._last_error = (text, now, 0)
+
+    def _recovered(self) -> None:
+        if self._last_error is not None and self._last_error[2]:
+            log.info(
+                "request history: %d more record(s) were dropped for the same error",
+                self._last_error[2],
+            )
+        self._last_error = None
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         cutoff = time.time() - self.retention_days * 86400
         try:
             with conn:
                 conn.execute("DELETE FROM requests WHERE time < ?", (cutoff,))
-        except sqlite3.Error as exc:
+        except Exception as exc:
             log.error("could not prune request history: %s", exc)

@@ -1,9 +1,15 @@
-"""Supervised background tasks: a crash is logged and the task restarted with backoff."""
+"""Supervised background tasks: a crash is logged and the task restarted with backoff.
+
+A task that returns has finished its work and is not restarted. The backoff starts again from
+``first_delay`` after a run that lasted longer than ``max_delay``, so a task that crashes
+once a day is not kept waiting a minute each time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("nexus.tasks")
@@ -19,12 +25,15 @@ def supervise(
     async def runner() -> None:
         delay = first_delay
         while True:
+            started = time.monotonic()
             try:
                 await factory()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if time.monotonic() - started > max_delay:
+                    delay = first_delay
                 log.exception("background task %s crashed; restarting in %gs", name, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_delay)

@@ -264,6 +264,26 @@ def _describe(value: Any) -> str:
 # --- semantic checks -----------------------------------------------------------------------
 
 
+#: a backend name ends up in log lines, response headers and tables: keep it one short line
+MAX_BACKEND_NAME = 64
+
+
+def backend_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a backend, or None: printable, no control characters, at most
+    ``MAX_BACKEND_NAME`` characters, not blank. (A CR/LF in a name used to reach the
+    response headers and turn every request to that backend into a 500.)"""
+    if not isinstance(name, str):
+        return f"must be a string, not {_describe(name)}"
+    if not name.strip():
+        return "must not be empty"
+    if len(name) > MAX_BACKEND_NAME:
+        return f"must be at most {MAX_BACKEND_NAME} characters (this one has {len(name)})"
+    for i, ch in enumerate(name):
+        if not ch.isprintable():
+            return f"must be printable, without control characters ({ch!r} at position {i})"
+    return None
+
+
 def backend_id(name: str) -> str:
     """Stable id of a configured backend: a slug of its name (lower-case, [a-z0-9-])."""
     out: list[str] = []
@@ -373,8 +393,9 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
 
 def _check_backend(i: int, b: BackendConfig, seen: dict[str, str], errors: list[str]) -> None:
     key = f"backends[{i}]"
-    if not b.name.strip():
-        errors.append(f"{key}.name: must not be empty")
+    problem = backend_name_problem(b.name)
+    if problem:
+        errors.append(f"{key}.name: {problem}")
     else:
         bid = backend_id(b.name)
         if bid in seen:

@@ -15,8 +15,35 @@ from typing import Any
 from nexusd import paths
 
 SOCKET_NAME = "nexusd.sock"
-LOCK_NAME = "nexusd.lock"
+#: the lock that guards a socket sits next to it: ``<socket>.lock``
+LOCK_SUFFIX = ".lock"
 RECORD_NAME = "daemon.json"
+
+
+def lock_path(socket_path: Path) -> Path:
+    return socket_path.with_name(socket_path.name + LOCK_SUFFIX)
+
+
+def make_private_dirs(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents, each mode 0700; returns those created.
+
+    Only directories Nexus created are ours to tighten: an existing one (``/tmp``, a shared
+    project folder) keeps its mode. Raises OSError if one cannot be created.
+    """
+    missing: list[Path] = []
+    current = directory
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # someone else made it meanwhile: not ours
+        os.chmod(path, 0o700)  # mkdir's mode went through the umask
+        created.append(path)
+    return created
 
 
 def default_socket() -> Path:

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from nexusd import __version__
 from nexusd.backends.fingerprint import detect_backend_type
-from nexusd.config.loader import ConfigError, backend_id, load_config
+from nexusd.config.loader import ConfigError, backend_id, backend_name_problem, load_config
 from nexusd.config.store import (
     add_backend,
     remove_backend,
@@ -180,6 +180,8 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         url = data.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ControlError(400, "invalid_request", "'url' must be an http:// or https:// URL")
+        if data.get("name"):
+            _check_name(data["name"])  # before any probing of the URL
         if core.registry.find_by_url(url) is not None:
             existing = core.registry.find_by_url(url)
             raise ControlError(409, "conflict", f"{url} is already backend {existing.id!r}")
@@ -195,7 +197,8 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
                 )
             kind = detected.value
         name = data.get("name") or _default_name(url, kind)
-        if not isinstance(name, str) or core.registry.get(backend_id(name)) is not None:
+        _check_name(name)
+        if core.registry.get(backend_id(name)) is not None:
             raise ControlError(409, "conflict", f"a backend named {name!r} already exists")
         entry = {"name": name, "url": url, "type": kind}
         for key in (
@@ -487,6 +490,13 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         return response
 
     return app
+
+
+def _check_name(name: object) -> None:
+    """Backend names reach log lines and response headers: 400 naming the field if unfit."""
+    problem = backend_name_problem(name)
+    if problem:
+        raise ControlError(400, "invalid_request", f"'name' {problem}")
 
 
 def _default_name(url: str, kind: str) -> str:
