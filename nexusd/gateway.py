@@ -127,7 +127,14 @@ class Gateway:
             await policy(ex, intent)
         chain = self.chain(resolved, call.endpoint)
         try:
-            return await self._try_chain(ex, intent, call, client_auth, chain)
+            try:
+                return await self._try_chain(ex, intent, call, client_auth, chain)
+            except ModelNotFound:
+                # a server started after our last probe? look now (rate-limited), not in 5 min
+                await self.core.probe.scan_now()
+                if not any(self.registry.has_model(m) for m in chain):
+                    raise
+                return await self._try_chain(ex, intent, call, client_auth, chain)
         except NexusError as exc:
             exc.headers.setdefault("X-Nexus-Request-Id", ex.request_id)
             raise
@@ -445,8 +452,14 @@ class Gateway:
 
     def _not_found(self, requested: str, chain: list[str]) -> ModelNotFound:
         names = self.registry.model_names()
-        if not names:
-            listing = "No models available"
+        if not len(self.registry):
+            listing = (
+                "Nexus has no backends yet: start a local server (Ollama: `ollama serve`; "
+                "llama.cpp: `llama-server -m MODEL.gguf`) and the local probe finds it on its "
+                "usual port, or add one with `nexus backends add URL`"
+            )
+        elif not names:
+            listing = "No models available (no backend lists any model yet)"
         else:
             shown = ", ".join(names[:MAX_LISTED_MODELS])
             more = len(names) - MAX_LISTED_MODELS

@@ -83,6 +83,8 @@ class Stats:
                 b.ttft_sum_ms += rec.ttft_ms
                 b.ttft_count += 1
         name = rec.served_model or rec.requested_model
+        if not name:  # refused before a model was named (a body that is not JSON)
+            return
         models = self.models
         m = models.get(name)
         if m is None:

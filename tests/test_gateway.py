@@ -385,7 +385,8 @@ def test_framework_errors_are_enveloped(nexus) -> None:
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     no_models = httpx.post(f"{d.url}/v1/chat/completions", json={"model": "x", "messages": []})
     assert no_models.status_code == 404
-    assert "No models available" in no_models.json()["error"]["message"]
+    message = no_models.json()["error"]["message"]
+    assert "Nexus has no backends yet" in message and "nexus backends add URL" in message
 
 
 def test_stated_capability_mismatch_is_400_with_the_fix(fakes, nexus) -> None:

@@ -13,10 +13,11 @@ import httpx
 import openai
 import pytest
 
+from nexusd.config.loader import parse_config
 from nexusd.records import RequestRecord
 from nexusd.tokens import counter
 from tests.fakes.state import embed
-from tests.harness import DaemonThread, ollama_backend
+from tests.harness import TEST_DEFAULTS, DaemonThread, merge, ollama_backend
 
 
 def chat(url: str, model: str = "llama3:8b", **extra) -> httpx.Response:
@@ -296,3 +297,24 @@ def test_short_prompts_are_never_tokenized(fakes, nexus, monkeypatch) -> None:
     )
     assert chat(d.url).status_code == 200
     assert calls == []
+
+
+# --- first run: a server started after the daemon is found at the first request -------------
+
+
+def test_a_model_nobody_serves_triggers_a_probe_before_404(fakes, nexus) -> None:
+    """README order: the daemon starts first, then the fake Ollama; the first request for its
+    model finds it at once (not after probe_interval_seconds = 300)."""
+    d = nexus({"discovery": {"probe": True, "probe_ports": [], "probe_interval_seconds": 300}})
+    fake = fakes("ollama", ["llama3:8b"], reply="found you")
+    # a reload (as `nexusctl config reload` does) must reach the probe: it read a snapshot
+    reloaded, _, _ = parse_config(
+        merge(TEST_DEFAULTS, {"discovery": {"probe": True, "probe_ports": [fake.port]}}), env={}
+    )
+    d.call(lambda: d.core.apply_config(reloaded))
+    r = chat(d.url)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "found you"
+    assert r.headers["x-nexus-backend"] == f"ollama-{fake.port}"
+    # and a model that really is nowhere is still a quick 404
+    assert chat(d.url, "nowhere:1b").status_code == 404

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from nexusd.backends.fingerprint import detect_backend_type
+from nexusd.config.schema import DiscoveryConfig
 from nexusd.registry import Backend
 from nexusd.types import DiscoverySource, PrivacyZone
 
@@ -22,15 +23,45 @@ if TYPE_CHECKING:
 log = logging.getLogger("nexus.discovery")
 
 
+#: on-demand scans (a request for a model nobody serves) run at most this often
+ON_DEMAND_INTERVAL = 2.0
+
+
 class LocalProbe:
     def __init__(self, core: Nexus) -> None:
         self.core = core
-        self.config = core.config.discovery
+        self._last_scan = float("-inf")
+        self._scanning: asyncio.Future[list[Backend]] | None = None
+
+    @property
+    def config(self) -> DiscoveryConfig:
+        """Read at each use, so a config reload reaches the probe too."""
+        return self.core.config.discovery
 
     async def run(self) -> None:
         while True:
             await self.scan()
             await asyncio.sleep(self.config.probe_interval_seconds)
+
+    async def scan_now(self) -> list[Backend]:
+        """An on-demand scan (a request named a model nobody serves, or ``nexus backends
+        scan``): shared by concurrent callers, at most every ``ON_DEMAND_INTERVAL`` seconds, and
+        each backend found is health-checked before this returns, so it can serve at once."""
+        if not self.config.probe:
+            return []
+        if self._scanning is not None and not self._scanning.done():
+            return await asyncio.shield(self._scanning)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_scan < ON_DEMAND_INTERVAL:
+            return []
+        self._last_scan = loop.time()
+        self._scanning = asyncio.ensure_future(self._scan_and_check())
+        return await asyncio.shield(self._scanning)
+
+    async def _scan_and_check(self) -> list[Backend]:
+        added = await self.scan()
+        await asyncio.gather(*(self.core.health.check(b) for b in added))
+        return added
 
     def _targets(self) -> list[tuple[int, str]]:
         host = self.config.probe_host
