@@ -30,7 +30,7 @@ from nexusd.config.store import (
     update_backend,
 )
 from nexusd.registry import Backend, normalise_url
-from nexusd.routing.aliases import MAX_ALIAS_HOPS
+from nexusd.routing.aliases import MAX_ALIAS_HOPS, alias_chain, is_cycle
 from nexusd.routing.intent import Requirements
 from nexusd.types import DiscoverySource, Endpoint
 
@@ -294,13 +294,9 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         target = (await _body()).get("target")
         if not isinstance(target, str) or not target.strip():
             raise ControlError(400, "invalid_request", "'target' must be a non-empty model name")
-        aliases = {**core.config.routing.aliases, name: target}
-        depth, current = 0, name
-        while current in aliases and depth <= MAX_ALIAS_HOPS:
-            current, depth = aliases[current], depth + 1
-            if current == name:
-                break
-        if depth > MAX_ALIAS_HOPS:
+        chain = alias_chain({**core.config.routing.aliases, name: target}, name)
+        # a cycle is refused below, by the same validation as the config file, naming it
+        if not is_cycle(chain) and len(chain) - 1 > MAX_ALIAS_HOPS:
             raise ControlError(
                 409, "conflict", f"alias chain from {name!r} is longer than {MAX_ALIAS_HOPS} hops"
             )

@@ -511,3 +511,15 @@ def test_decision_to_json_shape() -> None:
         "model_known": True,
         "permanent": False,
     }
+
+
+def test_alias_chain_is_the_one_walk() -> None:
+    from nexusd.routing.aliases import alias_chain, is_cycle, resolve_alias
+
+    aliases = {"a": "b", "b": "c", "c": "d", "d": "e", "x": "y", "y": "x"}
+    assert alias_chain(aliases, "a") == ["a", "b", "c", "d", "e"]
+    assert alias_chain(aliases, "m") == ["m"]
+    cycle = alias_chain(aliases, "x")
+    assert cycle == ["x", "y", "x"] and is_cycle(cycle)
+    assert resolve_alias(aliases, "a") == ("d", ["b", "c", "d"])  # three hops at most
+    assert resolve_alias(aliases, "m") == ("m", [])
