@@ -107,9 +107,23 @@ def _table(doc: tomlkit.TOMLDocument, *keys: str) -> Table:
     return node
 
 
+def _set(table: Table, key: str, value: Any) -> None:
+    """Set ``key``; a new key goes right after the table's last key, not after the blank
+    lines and comments that end the table (they introduce the next table and stay with it)."""
+    if key in table:
+        table[key] = value
+        return
+    body = table.value.body
+    last = max((i for i, (k, _) in enumerate(body) if k is not None), default=None)
+    if last is None or last == len(body) - 1:
+        table[key] = value
+    else:
+        table.value._insert_at(last + 1, key, value)  # tomlkit has no public "insert at"
+
+
 def set_alias(name: str, target: str) -> Callable[[tomlkit.TOMLDocument], None]:
     def mutate(doc: tomlkit.TOMLDocument) -> None:
-        _table(doc, "routing", "aliases")[name] = target
+        _set(_table(doc, "routing", "aliases"), name, target)
 
     return mutate
 
@@ -125,7 +139,7 @@ def remove_key(section: tuple[str, ...], name: str) -> Callable[[tomlkit.TOMLDoc
 
 def set_fallbacks(model: str, chain: list[str]) -> Callable[[tomlkit.TOMLDocument], None]:
     def mutate(doc: tomlkit.TOMLDocument) -> None:
-        _table(doc, "routing", "fallbacks")[model] = chain
+        _set(_table(doc, "routing", "fallbacks"), model, chain)
 
     return mutate
 

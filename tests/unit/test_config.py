@@ -705,3 +705,30 @@ def test_port_zero_is_allowed() -> None:
 )
 def test_backend_id_is_a_slug(name: str, expected: str) -> None:
     assert backend_id(name) == expected
+
+
+def test_new_alias_and_fallback_stay_above_the_comment_of_the_next_table() -> None:
+    import tomlkit
+
+    from nexusd.config.store import set_alias, set_fallbacks
+
+    text = (
+        "[routing.aliases]  # clients ask for the name on the left\n"
+        '"gpt-4" = "llama3:70b"\n'
+        "\n"
+        "# Fallback chains: tried in order\n"
+        "[routing.fallbacks]\n"
+        '"llama3:70b" = ["qwen2:72b"]\n'
+        "\n"
+        "# Health checks\n"
+        "[health_check]\n"
+        "enabled = true\n"
+    )
+    doc = tomlkit.parse(text)
+    set_alias("fast", "llama3:8b")(doc)
+    set_fallbacks("fast", ["mistral:7b"])(doc)
+    lines = tomlkit.dumps(doc).splitlines()
+    assert lines.index('fast = "llama3:8b"') == lines.index('"gpt-4" = "llama3:70b"') + 1
+    assert lines.index('fast = ["mistral:7b"]') == lines.index('"llama3:70b" = ["qwen2:72b"]') + 1
+    assert lines[lines.index("# Fallback chains: tried in order") + 1] == "[routing.fallbacks]"
+    assert lines[lines.index("# Health checks") + 1] == "[health_check]"
