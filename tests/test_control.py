@@ -589,3 +589,36 @@ def test_route_dry_run_per_endpoint_says_permanent(fakes, nexus) -> None:
     assert plan["outcome"] == "route"  # Ollama embeds with chat models: not a stated "no"
     rc, _, err = ctl(d, "route", "llama3:8b", "--endpoint", "rerank")
     assert rc == 2 and "invalid choice" in err
+
+
+def test_config_file_io_never_blocks_the_event_loop(fakes, nexus, monkeypatch) -> None:
+    """A slow disk (each write takes 0.6 s) delays the edit, not the API's other requests."""
+    import threading
+    import time
+
+    from nexusd.config.store import ConfigStore
+
+    fake = fakes("ollama", ["llama3:8b"])
+    d = nexus({"backends": [ollama_backend("box", fake.url)]})
+    d.wait_healthy("box")
+    real_write = ConfigStore._write
+    writing = threading.Event()
+
+    def slow_write(self, data: bytes) -> None:
+        writing.set()
+        time.sleep(0.6)  # a blocking call, as a slow fsync is
+        real_write(self, data)
+
+    monkeypatch.setattr(ConfigStore, "_write", slow_write)
+    done: dict[str, int] = {}
+    edit = threading.Thread(
+        target=lambda: done.setdefault("rc", ctl(d, "aliases", "set", "fast", "llama3:8b")[0])
+    )
+    edit.start()
+    assert writing.wait(10)  # the edit is inside its (blocking) write now
+    started = time.perf_counter()
+    assert httpx.get(d.url + "/health", timeout=5).status_code == 200
+    answered = time.perf_counter() - started
+    edit.join(10)
+    assert done["rc"] == 0 and d.core.config.routing.aliases["fast"] == "llama3:8b"
+    assert answered < 0.3, f"/health waited {answered:.2f}s behind the config write"

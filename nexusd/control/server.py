@@ -104,23 +104,32 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
 
     # --- persistence helper --------------------------------------------------------------
 
-    def persist(mutation: Callable[[tomlkit.TOMLDocument], None]) -> list[str]:
-        """Validate + write the file, then apply it. An external edit is applied first."""
-        if core.store.changed_on_disk:
-            reload_from_disk()
-        try:
-            cfg = core.store.edit(mutation, flags=core.loaded.flags)
-        except ConfigError as exc:
-            raise ControlError(409, "conflict", "; ".join(exc.problems)) from None
-        except OSError as exc:
-            raise ControlError(
-                500, "write_failed", f"could not write {core.store.path}: {exc.strerror}"
-            ) from None
-        return core.apply_config(cfg)
+    # file I/O (read, hash, parse, fsync) runs in a worker thread, one edit at a time, so a
+    # slow disk never stalls the event loop that serves every request
+    config_lock = asyncio.Lock()
 
-    def reload_from_disk() -> list[str]:
+    async def persist(mutation: Callable[[tomlkit.TOMLDocument], None]) -> list[str]:
+        """Validate + write the file, then apply it. An external edit is applied first."""
+        async with config_lock:
+            if await asyncio.to_thread(lambda: core.store.changed_on_disk):
+                await _reload_locked()
+            try:
+                cfg = await asyncio.to_thread(core.store.edit, mutation, flags=core.loaded.flags)
+            except ConfigError as exc:
+                raise ControlError(409, "conflict", "; ".join(exc.problems)) from None
+            except OSError as exc:
+                raise ControlError(
+                    500, "write_failed", f"could not write {core.store.path}: {exc.strerror}"
+                ) from None
+            return core.apply_config(cfg)
+
+    async def reload_from_disk() -> list[str]:
+        async with config_lock:
+            return await _reload_locked()
+
+    async def _reload_locked() -> list[str]:
         try:
-            loaded = load_config(core.loaded.path, flags=core.loaded.flags)
+            loaded = await asyncio.to_thread(load_config, core.loaded.path, flags=core.loaded.flags)
         except ConfigError as exc:
             raise ControlError(
                 422,
@@ -128,7 +137,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
                 f"{core.loaded.path} is invalid, the running config stays: "
                 + "; ".join(exc.problems),
             ) from None
-        core.store.mark_loaded()
+        await asyncio.to_thread(core.store.mark_loaded)
         core.loaded = loaded
         return core.apply_config(loaded.config)
 
@@ -211,14 +220,14 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
         ):
             if data.get(key) is not None:
                 entry[key] = data[key]
-        persist(add_backend(entry))
+        await persist(add_backend(entry))
         return _json(find(backend_id(name)).to_json(), 201)
 
     @app.delete("/v1/backends/<bid>")
     async def delete_backend(bid: str) -> Response:
         backend = find(bid)
         if backend.source is DiscoverySource.STATIC:
-            persist(remove_backend(backend.name))
+            await persist(remove_backend(backend.name))
         else:
             core.registry.remove(bid)
         return _json({"removed": bid})
@@ -241,7 +250,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
                 raise ControlError(400, "invalid_request", f"'{key}' must be {kind.__name__}")
         persisted = {k: data[k] for k in ("priority", "enabled") if k in data}
         if persisted and backend.source is DiscoverySource.STATIC:
-            persist(update_backend(backend.name, persisted))
+            await persist(update_backend(backend.name, persisted))
             backend = find(bid)
         old_health = backend.health
         if "priority" in data:
@@ -300,14 +309,14 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
             raise ControlError(
                 409, "conflict", f"alias chain from {name!r} is longer than {MAX_ALIAS_HOPS} hops"
             )
-        persist(set_alias(name, target))
+        await persist(set_alias(name, target))
         return _json({"alias": name, "target": target})
 
     @app.delete("/v1/aliases/<path:name>")
     async def delete_alias(name: str) -> Response:
         if name not in core.config.routing.aliases:
             raise ControlError(404, "not_found", f"no alias {name!r}")
-        persist(remove_key(("routing", "aliases"), name))
+        await persist(remove_key(("routing", "aliases"), name))
         return _json({"removed": name})
 
     @app.get("/v1/fallbacks")
@@ -325,14 +334,14 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
             raise ControlError(
                 400, "invalid_request", "'chain' must be a non-empty list of model names"
             )
-        persist(set_fallbacks(model, chain))
+        await persist(set_fallbacks(model, chain))
         return _json({"model": model, "chain": chain})
 
     @app.delete("/v1/fallbacks/<path:model>")
     async def delete_fallbacks(model: str) -> Response:
         if model not in core.config.routing.fallbacks:
             raise ControlError(404, "not_found", f"no fallback chain for {model!r}")
-        persist(remove_key(("routing", "fallbacks"), model))
+        await persist(remove_key(("routing", "fallbacks"), model))
         return _json({"removed": model})
 
     # --- requests and routing ------------------------------------------------------------
@@ -445,7 +454,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
             {
                 "path": str(core.loaded.path),
                 "file_exists": core.loaded.path.exists(),
-                "changed_on_disk": core.store.changed_on_disk,
+                "changed_on_disk": await asyncio.to_thread(lambda: core.store.changed_on_disk),
                 "values": {
                     k: {"value": v, "source": core.loaded.source_of(k)} for k, v in flat.items()
                 },
@@ -454,7 +463,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
 
     @app.post("/v1/config/reload")
     async def reload_config() -> Response:
-        return _json({"reloaded": str(core.loaded.path), "changes": reload_from_disk()})
+        return _json({"reloaded": str(core.loaded.path), "changes": await reload_from_disk()})
 
     # --- events --------------------------------------------------------------------------
 
