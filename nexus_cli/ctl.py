@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", dest="type_")
     add.add_argument("--name")
     add.add_argument("--priority", type=int)
+    bs.add_parser("scan", help="probe the usual local ports now; prints what was added")
     rm = bs.add_parser("rm", help="remove a backend (and from the config file if it is there)")
     rm.add_argument("id")
     drain = bs.add_parser("drain", help="stop sending new requests (in-flight ones finish)")
@@ -222,6 +223,8 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
                     args.url, type=args.type_, name=args.name, priority=args.priority
                 )
             )
+        if action == "scan":
+            return show(client.scan_backends(), "backends")
         if action == "rm":
             return show(client.remove_backend(args.id))
         if action == "drain":

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("-t", "--type", dest="type_")
     add.add_argument("-n", "--name")
     add.add_argument("-p", "--priority", type=int)
+    bsub.add_parser("scan", help="look for local servers on their usual ports now")
     remove = bsub.add_parser("remove", help="remove a backend")
     remove.add_argument("id")
     drain = bsub.add_parser("drain", help="stop new requests to a backend (--undo to resume)")
@@ -178,6 +179,17 @@ def _backends(args: argparse.Namespace, client: Any, table: Any) -> int:
             f"Added backend {b['id']} ({b['type']}) at {b['url']} — saved to the config. "
             f"Its id (or its name, {b['name']}) works with remove and drain."
         )
+        return 0
+    if action == "scan":
+        found = client.scan_backends()
+        for b in found:
+            print(f"Found {b['type']} at {b['url']}: backend {b['id']} ({len(b['models'])} models)")
+        if not found:
+            print(
+                "No new local server found on the usual ports. Start one (Ollama: `ollama "
+                "serve`; llama.cpp: `llama-server -m MODEL.gguf`) or add one with "
+                "`nexus backends add URL`."
+            )
         return 0
     if action == "remove":
         removed = client.remove_backend(args.id)

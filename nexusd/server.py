@@ -51,6 +51,7 @@ from nexusd.core import Nexus
 from nexusd.errors import ServiceUnavailable
 from nexusd.readiness import notify_systemd, wait_until_serving
 from nexusd.tasks import supervise
+from nexusd.types import DiscoverySource
 
 try:
     import resource
@@ -433,12 +434,22 @@ class Daemon:
     async def _announce(self) -> None:
         """Ready means both listeners answer requests, not merely that sockets exist."""
         await wait_until_serving(self.url + "/health", str(self.control.path))
+        backends = self.core.registry.all()
+        configured = sum(1 for b in backends if b.source is DiscoverySource.STATIC)
         log.info(
-            "OpenAI API listening on %s; control socket %s (%d backends configured)",
+            "OpenAI API listening on %s; control socket %s (%d backends: %d configured, %d found)",
             self.url,
             self.control.path,
-            len(self.core.registry),
+            len(backends),
+            configured,
+            len(backends) - configured,
         )
+        if not backends:
+            log.warning(
+                "no backends yet: start a local server (Ollama: `ollama serve`; llama.cpp: "
+                "`llama-server -m MODEL.gguf`) — Nexus looks for it on its usual port at the "
+                "first request — or add one with `nexus backends add URL`"
+            )
         notify_systemd("READY=1")
         self.ready.set()
 

@@ -153,3 +153,17 @@ def test_service_status_fails_when_systemctl_does(tmp_path) -> None:
     done = cli("nexus_cli.main", "service", "status", "--kind", "systemd", env=env)
     assert "installed" in done.stdout
     assert done.returncode == 1, done.stdout
+
+
+def test_backends_scan_finds_a_server_started_after_the_daemon(fakes, nexus) -> None:
+    fake = fakes("ollama", ["llama3:8b"])
+    # the periodic probe is off: only the explicit scan can find it
+    d = nexus({"discovery": {"probe": False, "probe_ports": [fake.port]}})
+    assert len(d.core.registry) == 0
+    scanned = nexus_cmd(d, "backends", "scan")
+    assert scanned.returncode == 0, scanned.stderr
+    assert f"ollama-{fake.port}" in scanned.stdout and "1 models" in scanned.stdout
+    assert d.backend(f"ollama-{fake.port}").routable  # health-checked before the answer
+    again = nexusctl(d, "backends", "scan")
+    assert again.returncode == 0 and json.loads(again.stdout) == []
+    assert "No new local server" in nexus_cmd(d, "backends", "scan").stdout

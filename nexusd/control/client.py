@@ -102,6 +102,9 @@ class ControlClient:
             {"url": url, **{k: v for k, v in fields.items() if v is not None}},
         )
 
+    def scan_backends(self) -> list[dict[str, Any]]:
+        return self.call("POST", "/v1/backends/scan")["added"]
+
     def remove_backend(self, backend: str) -> dict[str, Any]:
         """By id or by name (``nexus backends add`` shows both)."""
         return self._by_id_or_name(backend, "DELETE")

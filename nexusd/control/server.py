@@ -183,6 +183,12 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
     async def get_backend(bid: str) -> Response:
         return _json(find(bid).to_json())
 
+    @app.post("/v1/backends/scan")
+    async def scan_backends() -> Response:
+        """Probe the local ports now (the periodic probe may be minutes away)."""
+        added = await core.probe.scan_now(force=True)
+        return _json({"added": [b.to_json() for b in added]})
+
     @app.post("/v1/backends")
     async def create_backend() -> Response:
         data = await _body()

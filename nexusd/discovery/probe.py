@@ -43,16 +43,17 @@ class LocalProbe:
             await self.scan()
             await asyncio.sleep(self.config.probe_interval_seconds)
 
-    async def scan_now(self) -> list[Backend]:
+    async def scan_now(self, *, force: bool = False) -> list[Backend]:
         """An on-demand scan (a request named a model nobody serves, or ``nexus backends
-        scan``): shared by concurrent callers, at most every ``ON_DEMAND_INTERVAL`` seconds, and
+        scan``, which forces it): shared by concurrent callers, at most every
+        ``ON_DEMAND_INTERVAL`` seconds, and
         each backend found is health-checked before this returns, so it can serve at once."""
-        if not self.config.probe:
+        if not (self.config.probe or force):
             return []
         if self._scanning is not None and not self._scanning.done():
             return await asyncio.shield(self._scanning)
         loop = asyncio.get_running_loop()
-        if loop.time() - self._last_scan < ON_DEMAND_INTERVAL:
+        if not force and loop.time() - self._last_scan < ON_DEMAND_INTERVAL:
             return []
         self._last_scan = loop.time()
         self._scanning = asyncio.ensure_future(self._scan_and_check())
