@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from quart import Quart, Response
 
 from nexusd import __version__
-from nexusd.api.dashboard import install_dashboard
+from nexusd.api.dashboard import LiveSocket, install_dashboard
 from nexusd.api.errors import install_error_handlers
+from nexusd.api.guard import BrowserGuard
 from nexusd.api.inference import InferenceEndpoint
 from nexusd.errors import ModelNotFound
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -25,9 +26,11 @@ JSON = "application/json"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(core: Nexus) -> InferenceEndpoint:
-    """The public ASGI app: the inference hot path in plain ASGI, everything else in Quart."""
-    return InferenceEndpoint(core, create_quart_app(core))
+def create_app(core: Nexus) -> BrowserGuard:
+    """The public ASGI app: the browser guard (``Host``/``Origin``) in front of everything,
+    then the inference hot path and the dashboard's ``/ws`` feed in plain ASGI, everything
+    else in Quart."""
+    return BrowserGuard(InferenceEndpoint(core, LiveSocket(core, create_quart_app(core))), core)
 
 
 def create_quart_app(core: Nexus) -> Quart:

@@ -1,117 +1,221 @@
 """The web dashboard (F10): ``/`` server-rendered (works without JavaScript), ``/assets/*``
 from package data (no CDN, no build step), and ``/ws`` pushing live updates.
 
-Each WebSocket client reads its own bounded event-bus subscription: a browser that stops
-reading loses old updates (and gets a ``Gap`` message) but never slows the daemon or the
-other viewers.
+``/ws`` is plain ASGI (``LiveSocket``, in front of Quart), for two reasons measured on the
+issue-11 attack: Quart queues whatever a client sends without limit (543 MB pushed = 543 MB
+of RSS), and the per-viewer cost must not land on the request path. With one task per viewer
+woken by every finished request, 200 viewers took chat p50 from 0.9 ms to 12 ms (24 ms when
+the viewers negotiate permessage-deflate, as browsers do: each viewer compresses each update
+again), because every request paid for 200 sends.
+
+So the feed is coalesced: one ``LiveFeed`` holds the only bus subscription, collects events
+for ``TICK`` (250 ms), renders them once into one ``Batch`` message (at most
+``RECORDS_PER_TICK`` request rows, then absolute ``Totals``) and hands the same string to
+every viewer. Per second that is at most 4 sends per viewer whatever the request rate, and
+publishing a request costs one subscription, not one per viewer. Each viewer has a small
+outbox; a viewer that stops reading (its socket full) loses its outbox and gets a fresh
+``Snapshot`` once it drains — it never slows the daemon or the other viewers.
+
+Inbound: the dashboard never sends anything, so a viewer may send only small (≤
+``WS_MAX_MESSAGE`` bytes, else close 1009) and rare (else close 1008) messages, which are
+read and dropped at once. Who may connect at all (``Origin``) is the browser guard's job
+(``nexusd.api.guard``, in front of everything).
+
+Every dashboard surface (page, initial JSON, ``/ws``) shows backend URLs with credentials
+and query-string values redacted, and long request strings clipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
+import logging
+import re
 import time
-from collections import OrderedDict
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from quart import Quart, Response, websocket
+from quart import Quart, Response
+from werkzeug.exceptions import NotFound
 
 if TYPE_CHECKING:
     from nexusd.core import Nexus
-    from nexusd.events import Event
+    from nexusd.events import Event, Subscription
+
+log = logging.getLogger("nexus.api")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-WS_QUEUE = 256
 #: the badge beside the model in the requests table; chat (the common case) has none.
 #: app.js has the same map.
 KIND_BADGES = {"completions": "compl", "embeddings": "embed"}
+#: rows in the requests table (page, snapshot, app.js)
+HISTORY_ROWS = 100
+
+#: the live feed's coalescing period: at most 1/TICK messages per second per viewer
+TICK = 0.25
+#: request rows per batch (the rest are counted in ``Totals``; a human reads fewer)
+RECORDS_PER_TICK = 25
+#: the feed's own bus subscription (drained every tick)
+FEED_QUEUE = 4096
+#: batches a viewer may fall behind before it is resynchronised with a snapshot
+OUTBOX = 8
+#: concurrent viewers; more are told to come back later (close 1013)
+MAX_VIEWERS = 1000
+#: largest message a viewer may send (the dashboard sends none) → close 1009
+WS_MAX_MESSAGE = 4096
+#: inbound messages: a burst of this many, then this many per second → close 1008
+WS_INBOUND_BURST = 20
+WS_INBOUND_RATE = 5.0
+#: how long closing a connection may wait for a viewer that does not read
+CLOSE_TIMEOUT = 5.0
+#: longest string of a request record shown (requested model, error…)
+CLIP = 256
+
+#: every dashboard answer: no framing (clickjacking), nothing from elsewhere, no referrer
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def _asset(name: str) -> bytes:
     return resources.files("nexusd.api.static").joinpath(name).read_bytes()
 
 
+# --- redaction -------------------------------------------------------------------------------
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]*@")
+_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*\?)([^\s#]*)")
+_REDACTED = "***"
+
+
+def _redact_query(query: str) -> str:
+    return "&".join(
+        f"{key}={_REDACTED}" if sep else part
+        for part in query.split("&")
+        for key, sep, _ in (part.partition("="),)
+    )
+
+
+def redact_url(url: str) -> str:
+    """``http://alice:pw@host:1/x?key=s`` → ``http://***@host:1/x?key=***``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = f"{_REDACTED}@{netloc.rpartition('@')[2]}"
+        query = _redact_query(parts.query) if parts.query else ""
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return redact_text(url)
+
+
+def redact_text(text: str) -> str:
+    """Credentials and query-string values of any URL inside free text (an error message)."""
+    if "://" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: m.group(1) + _REDACTED + "@", text)
+    return _QUERY.sub(lambda m: m.group(1) + _redact_query(m.group(2)), text)
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > CLIP:
+        return value[:CLIP] + "…"
+    return value
+
+
+def record_view(record: dict[str, Any]) -> dict[str, Any]:
+    """A request record as the dashboard shows it (a copy; the bus's dict is shared)."""
+    view = {k: _clip(v) for k, v in record.items()}
+    if isinstance(view.get("error"), str):
+        view["error"] = redact_text(view["error"])
+    return view
+
+
 def backend_views(core: Nexus) -> list[dict[str, Any]]:
-    return [b.to_json() for b in core.registry.all()]
+    views = []
+    for backend in core.registry.all():
+        view = backend.to_json()
+        view["url"] = redact_url(view["url"])
+        if view["last_error"]:
+            view["last_error"] = redact_text(view["last_error"])
+        view["metadata"] = {
+            k: redact_text(v) if isinstance(v, str) else v for k, v in view["metadata"].items()
+        }
+        views.append(view)
+    return views
 
 
 def snapshot(core: Nexus) -> dict[str, Any]:
     return {
         "stats": core.stats.snapshot(core.registry, core.uptime_seconds),
         "backends": backend_views(core),
-        "history": [r.to_json() for r in core.history.recent(100)],
+        "history": [record_view(r.to_json()) for r in core.history.recent(HISTORY_ROWS)],
     }
 
 
+# --- the page --------------------------------------------------------------------------------
+
+
 def install_dashboard(app: Quart, core: Nexus) -> None:
-    page = _asset("index.html").decode()
+    """``/`` and ``/assets/*`` on the Quart app; ``/ws`` is ``LiveSocket`` (see create_app)."""
+    # split once: placeholders are filled in one pass, so a value that looks like one
+    # (a model named "{{history}}") is never expanded
+    template = re.split(r"\{\{(\w+)\}\}", _asset("index.html").decode())
+    assets = {name: _asset(name) for name in ASSETS}
 
     @app.get("/")
     async def index() -> Response:
         data = snapshot(core)
-        body = (
-            page.replace("{{initial_data}}", _script_json(data))
-            .replace("{{summary}}", _summary(data))
-            .replace("{{backends}}", _backends(data["backends"]))
-            .replace("{{models}}", _models(data["backends"]))
-            .replace("{{history}}", _history(data["history"], data["backends"]))
-        )
+        fill = {
+            "initial_data": _script_json(data),
+            "summary": _summary(data),
+            "backends": _backends(data["backends"]),
+            "models": _models(data["backends"]),
+            "history": _history(data["history"], data["backends"]),
+        }
+        body = "".join(fill[part] if i % 2 else part for i, part in enumerate(template))
         response = Response(body, 200, content_type="text/html; charset=utf-8")
+        response.headers.update(PAGE_HEADERS)
         response.timeout = None
         return response
 
     @app.get("/assets/<name>")
     async def asset(name: str) -> Response:
-        if name not in ASSETS:
-            return Response("Asset not found", 404, content_type="text/plain")
-        response = Response(_asset(name), 200, content_type=ASSETS[name])
+        if name not in assets:  # only the package's own files, by exact name
+            raise NotFound()  # → the OpenAI-envelope 404 of every unknown path
+        response = Response(assets[name], 200, content_type=ASSETS[name])
+        response.headers.update(PAGE_HEADERS)
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    rendered: OrderedDict[int, str | None] = OrderedDict()
 
-    def message_for(event: Event) -> str | None:
-        """Serialise each event once, whatever the number of viewers."""
-        if event.seq in rendered:
-            return rendered[event.seq]
-        message = _ws_message(core, event.type, event.data)
-        if event.seq:
-            rendered[event.seq] = message
-            if len(rendered) > WS_QUEUE * 2:
-                rendered.popitem(last=False)
-        return message
-
-    @app.websocket("/ws")
-    async def ws() -> None:
-        with core.bus.subscribe(WS_QUEUE) as sub:
-            await websocket.send(json.dumps({"update_type": "Snapshot", "data": snapshot(core)}))
-            while not core.shutting_down:
-                message = message_for(await sub.get())
-                if message is not None:
-                    await websocket.send(message)
-
-
-def _ws_message(core: Nexus, kind: str, data: dict[str, Any]) -> str | None:
-    if kind in ("backend.status", "backend.added", "backend.removed"):
-        return json.dumps({"update_type": "BackendStatus", "data": backend_views(core)})
-    if kind == "models.changed":
-        return json.dumps(
-            {
-                "update_type": "ModelChange",
-                "data": {"backend_id": data["backend"], "models": data["models"]},
-            }
-        )
-    if kind == "request.completed":
-        return json.dumps({"update_type": "RequestComplete", "data": data})
-    if kind == "gap":
-        return json.dumps({"update_type": "Gap", "data": data})
-    return None
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def _script_json(data: Any) -> str:
-    # inside <script type="application/json">: only "</" can break out
-    return json.dumps(data).replace("</", "<\\/")
+    """JSON safe inside ``<script type="application/json">``: with no ``<`` at all nothing can
+    end the block or switch the tokenizer's state (``<!--<script>``); ``>``, ``&`` and the
+    JavaScript line separators are escaped too. Every escape is still the same JSON."""
+    return json.dumps(data).translate(_SCRIPT_ESCAPES)
 
 
 def _e(value: Any) -> str:
@@ -220,3 +324,235 @@ def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> s
         "<th>Latency</th><th>TTFT</th><th>Route</th></tr></thead>"
         f'<tbody id="history-body">{body}</tbody></table>'
     )
+
+
+# --- the live feed ---------------------------------------------------------------------------
+
+
+class Viewer:
+    """One ``/ws`` connection's side of the feed: a small outbox its writer drains."""
+
+    __slots__ = ("close_code", "outbox", "resync", "wakeup")
+
+    def __init__(self) -> None:
+        self.outbox: deque[str] = deque()
+        self.resync = True  # the first message is a snapshot
+        self.close_code: int | None = None
+        self.wakeup = asyncio.Event()
+
+    def offer(self, message: str) -> None:
+        if len(self.outbox) >= OUTBOX:  # not reading: forget the backlog, resync later
+            self.outbox.clear()
+            self.resync = True
+        else:
+            self.outbox.append(message)
+        self.wakeup.set()
+
+    def close(self, code: int) -> None:
+        self.close_code = code
+        self.wakeup.set()
+
+
+class LiveFeed:
+    """The one bus subscription behind every viewer; see the module docstring."""
+
+    def __init__(self, core: Nexus) -> None:
+        self.core = core
+        self.viewers: set[Viewer] = set()
+        self.generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Subscription | None = None
+        self._snapshot: tuple[tuple[int, int], str] | None = None
+
+    def join(self) -> Viewer:
+        viewer = Viewer()
+        self.viewers.add(viewer)
+        if self._task is None:
+            # subscribe now, before the viewer's snapshot: no event can fall in between
+            self._sub = self.core.bus.subscribe(FEED_QUEUE)
+            self._task = asyncio.get_running_loop().create_task(self._run(self._sub))
+        return viewer
+
+    def leave(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+        if not self.viewers and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            if self._sub is not None:
+                self._sub.close()
+                self._sub = None
+
+    def snapshot_message(self) -> str:
+        """Rendered at most once per broadcast (and per second), however many viewers ask."""
+        key = (self.generation, int(time.monotonic()))
+        if self._snapshot is None or self._snapshot[0] != key:
+            message = json.dumps({"update_type": "Snapshot", "data": snapshot(self.core)})
+            self._snapshot = (key, message)
+        return self._snapshot[1]
+
+    async def _run(self, sub: Subscription) -> None:
+        while True:
+            first = await sub.get()
+            if first.type != "daemon.stopping":
+                await asyncio.sleep(TICK)
+            events = [first]
+            while (event := sub.get_nowait()) is not None:
+                events.append(event)
+            try:
+                message = self.render(events)
+            except Exception:  # a bug must not end the feed for everyone
+                log.exception("rendering a dashboard update failed")
+                message = None
+            self.generation += 1
+            if message is not None:
+                for viewer in self.viewers:
+                    viewer.offer(message)
+            if self.core.shutting_down or any(e.type == "daemon.stopping" for e in events):
+                for viewer in self.viewers:
+                    viewer.close(1001)  # going away: app.js reconnects to the next daemon
+
+    def render(self, events: list[Event]) -> str | None:
+        """One tick's events as one ``Batch`` message (None when nothing shown changed)."""
+        backends = False
+        models: dict[str, Any] = {}
+        records: list[dict[str, Any]] = []
+        lost = 0
+        for event in events:
+            kind = event.type
+            if kind == "request.completed":
+                records.append(event.data)
+            elif kind in ("backend.status", "backend.added", "backend.removed"):
+                backends = True
+            elif kind == "models.changed":
+                models[event.data["backend"]] = event.data["models"]
+            elif kind == "gap":
+                lost += event.data.get("lost", 0)
+                backends = True  # whatever was lost, the backends list is re-sent
+        updates: list[dict[str, Any]] = []
+        if backends:
+            updates.append({"update_type": "BackendStatus", "data": backend_views(self.core)})
+        else:
+            updates.extend(
+                {"update_type": "ModelChange", "data": {"backend_id": b, "models": m}}
+                for b, m in models.items()
+            )
+        updates.extend(
+            {"update_type": "RequestComplete", "data": record_view(r)}
+            for r in records[-RECORDS_PER_TICK:]
+        )
+        if records or lost:
+            stats = self.core.stats
+            updates.append(
+                {"update_type": "Totals", "data": {"total": stats.total, "errors": stats.errors}}
+            )
+        if not updates:
+            return None
+        return json.dumps({"update_type": "Batch", "data": updates})
+
+
+class LiveSocket:
+    """``/ws`` as plain ASGI in front of ``app`` (everything else goes to ``app``)."""
+
+    def __init__(self, core: Nexus, app: ASGIApp) -> None:
+        self.core = core
+        self.app = app
+        self.feed = LiveFeed(core)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await self.serve(receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def serve(self, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        if self.core.shutting_down:
+            await _close(send, 1001, "Nexus is shutting down")
+            return
+        if len(self.feed.viewers) >= MAX_VIEWERS:
+            await _close(send, 1013, "too many dashboard viewers; retry later")
+            return
+        viewer = self.feed.join()
+        reader = asyncio.ensure_future(_read(receive))
+        writer = asyncio.ensure_future(self._write(viewer, send))
+        try:
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.feed.leave(viewer)
+            reader.cancel()
+            writer.cancel()
+        if reader in done and (verdict := reader.result()) is not None:
+            await asyncio.wait({writer})  # let a send cut short by the cancel unwind first
+            await _close(send, *verdict)
+            await _linger(receive)
+
+    async def _write(self, viewer: Viewer, send: Send) -> None:
+        try:
+            while True:
+                if viewer.close_code is not None:
+                    await _close(send, viewer.close_code, "")
+                    return
+                if viewer.resync:
+                    viewer.resync = False
+                    viewer.outbox.clear()
+                    message = self.feed.snapshot_message()
+                elif viewer.outbox:
+                    message = viewer.outbox.popleft()
+                else:
+                    viewer.wakeup.clear()
+                    await viewer.wakeup.wait()
+                    continue
+                await send({"type": "websocket.send", "text": message})
+        except Exception:
+            log.exception("dashboard viewer failed")
+
+
+async def _read(receive: Receive) -> tuple[int, str] | None:
+    """Drop whatever a viewer sends (nothing, normally); a close code when it misbehaves,
+    None when it left."""
+    loop = asyncio.get_running_loop()
+    budget = float(WS_INBOUND_BURST)
+    last = loop.time()
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            return None
+        if kind != "websocket.receive":
+            continue
+        data = message.get("bytes")
+        text = message.get("text")
+        if data is not None:
+            too_big = len(data) > WS_MAX_MESSAGE
+        else:
+            text = text or ""
+            too_big = len(text) > WS_MAX_MESSAGE or len(text.encode("utf-8", "replace")) > (
+                WS_MAX_MESSAGE
+            )
+        del data, text, message  # nothing a viewer sends is kept
+        if too_big:
+            return 1009, f"messages to /ws are limited to {WS_MAX_MESSAGE} bytes"
+        now = loop.time()
+        budget = min(float(WS_INBOUND_BURST), budget + (now - last) * WS_INBOUND_RATE)
+        last = now
+        budget -= 1
+        if budget < 0:
+            return 1008, "/ws is a one-way feed; too many messages"
+
+
+async def _linger(receive: Receive) -> None:
+    """After our close frame: drop what is still in flight until the viewer's own close
+    (a clean closing handshake, so it surely reads our code), for a few seconds at most."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+
+
+async def _close(send: Send, code: int, reason: str) -> None:
+    """Close, but never wait long on a viewer that does not read."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -6,6 +6,7 @@
   let state = JSON.parse($("#initial-data").textContent);
   const spark = {};  // backend id -> recent latencies
   const history = state.history.slice();
+  const seen = new Set(history.map((r) => r.request_id));  // request ids shown
 
   // badge beside the model (dashboard.py has the same map); chat, and records from before
   // the field existed, get none
@@ -85,28 +86,46 @@
 
   function renderAll() { summary(); backends(); models(); requests(); }
 
+  // apply one update from /ws; marks in `dirty` what must be re-rendered
+  function apply(m, dirty) {
+    if (m.update_type === "Snapshot") {
+      state = m.data; history.length = 0; seen.clear();
+      m.data.history.forEach((r) => { history.push(r); seen.add(r.request_id); });
+      dirty.all = true;
+    } else if (m.update_type === "Batch") {
+      m.data.forEach((u) => apply(u, dirty));
+    } else if (m.update_type === "BackendStatus") {
+      state.backends = m.data; dirty.summary = dirty.backends = dirty.models = true;
+    } else if (m.update_type === "ModelChange") {
+      const b = state.backends.find((x) => x.id === m.data.backend_id);
+      if (b) { b.models = m.data.models; dirty.summary = dirty.backends = dirty.models = true; }
+    } else if (m.update_type === "Totals") {
+      // absolute counts: rows the server left out of a busy batch still count
+      state.stats.requests.total = m.data.total; state.stats.requests.errors = m.data.errors;
+      dirty.summary = true;
+    } else if (m.update_type === "RequestComplete") {
+      if (seen.has(m.data.request_id)) return;  // already in the snapshot
+      history.push(m.data); seen.add(m.data.request_id);
+      if (history.length > 100) seen.delete(history.shift().request_id);
+      state.stats.requests.total += 1;
+      if (m.data.status !== "success") state.stats.requests.errors += 1;
+      dirty.summary = dirty.requests = true;
+    }
+  }
+
   let attempts = 0;
   function connect() {
     const conn = $("#connection");
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     ws.onopen = () => { attempts = 0; conn.textContent = "Live"; conn.className = "conn live"; };
     ws.onmessage = (msg) => {
-      const m = JSON.parse(msg.data);
-      if (m.update_type === "Snapshot") {
-        state = m.data; history.length = 0; history.push(...m.data.history); renderAll();
-      } else if (m.update_type === "BackendStatus") {
-        state.backends = m.data; summary(); backends(); models();
-      } else if (m.update_type === "ModelChange") {
-        const b = state.backends.find((x) => x.id === m.data.backend_id);
-        if (b) { b.models = m.data.models; backends(); models(); summary(); }
-      } else if (m.update_type === "Gap") {
-        fetch("/v1/stats").then((r) => r.json()).then((s) => { state.stats = s; summary(); });
-      } else if (m.update_type === "RequestComplete") {
-        history.push(m.data); if (history.length > 100) history.shift();
-        state.stats.requests.total += 1;
-        if (m.data.status !== "success") state.stats.requests.errors += 1;
-        summary(); requests();
-      }
+      const dirty = {};
+      apply(JSON.parse(msg.data), dirty);
+      if (dirty.all) { renderAll(); return; }
+      if (dirty.summary) summary();
+      if (dirty.backends) backends();
+      if (dirty.models) models();
+      if (dirty.requests) requests();
     };
     ws.onclose = () => {
       conn.textContent = "Disconnected — retrying"; conn.className = "conn down";
