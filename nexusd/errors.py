@@ -5,6 +5,7 @@
     │   ├── NotCapable          400 invalid_request_error / model_not_capable |
     │   │                           context_length_exceeded | wrong_endpoint
     │   └── PayloadTooLarge     413 invalid_request_error / payload_too_large
+    ├── api.guard.Forbidden     403 invalid_request_error / host_not_allowed | origin_not_allowed
     ├── ModelNotFound           404 invalid_request_error / model_not_found
     ├── RouteNotFound           404 invalid_request_error / not_found
     ├── MethodNotAllowed        405 invalid_request_error / method_not_allowed

@@ -40,7 +40,9 @@ from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config as HyperConfig
 from hypercorn.events import Event as HyperEvent
 from hypercorn.events import Updated
+from hypercorn.protocol import ws_stream
 from hypercorn.protocol.h11 import H11Protocol
+from wsproto.events import Message
 
 from nexusd.api.app import create_app
 from nexusd.config.loader import ConfigError, LoadedConfig, load_config
@@ -224,7 +226,7 @@ class FdGuard:
 
 # --- Hypercorn adjustments -------------------------------------------------------------------
 #
-# Two subclasses, installed into Hypercorn's own module namespace (``install_hypercorn_patches``)
+# Three subclasses, installed into Hypercorn's own module namespace (``install_hypercorn_patches``)
 # because ``serve`` offers no hook for them; both are checked against Hypercorn 0.17 and 0.18
 # (the pinned range). Every Hypercorn server in the process gets them (the API and the control
 # socket are the only ones).
@@ -334,8 +336,20 @@ class NexusH11Protocol(H11Protocol):
         await self._send_h11_event(h11.EndOfMessage())
 
 
+class BoundedWebsocketBuffer(ws_stream.WebsocketBuffer):
+    """Hypercorn's buffer writes a message part *then* checks the size, and after a 1009 it
+    keeps appending what follows: one 256 MiB frame cost 258 MiB of RSS. Refuse before
+    writing, and stay refused."""
+
+    def extend(self, event: Message) -> None:
+        if self.length + len(event.data) > self.max_length:
+            self.length = self.max_length + 1
+            raise ws_stream.FrameTooLargeError()
+        super().extend(event)
+
+
 def install_hypercorn_patches() -> None:
-    """Make Hypercorn's ``serve`` use the two classes above (idempotent)."""
+    """Make Hypercorn's ``serve`` use the classes above (idempotent)."""
     needed = [(TCPServer, "_read_data"), (TCPServer, "protocol_send")]
     needed += [(H11Protocol, "_send_error_response"), (H11Protocol, "_send_h11_event")]
     for cls, name in needed:
@@ -343,6 +357,9 @@ def install_hypercorn_patches() -> None:
             raise RuntimeError(f"unsupported Hypercorn version: {cls.__name__}.{name} is gone")
     hypercorn_run.TCPServer = NexusTCPServer  # type: ignore[misc]
     hypercorn_protocol.H11Protocol = NexusH11Protocol  # type: ignore[misc]
+    if not hasattr(ws_stream, "FrameTooLargeError"):
+        raise RuntimeError("unsupported Hypercorn version: ws_stream.FrameTooLargeError is gone")
+    ws_stream.WebsocketBuffer = BoundedWebsocketBuffer  # type: ignore[misc]
 
 
 class Daemon:
@@ -398,6 +415,8 @@ class Daemon:
         # (NexusTCPServer), and FdGuard keeps many idle ones from starving the control socket
         hcfg.keep_alive_timeout = 75.0
         hcfg.keep_alive_max_requests = 1_000_000  # do not recycle busy keep-alive clients
+        # /ws viewers only send tiny messages; the app closes anything over 4 KiB itself
+        hcfg.websocket_max_message_size = 64 * 1024
         return hcfg
 
     async def run(self) -> None:

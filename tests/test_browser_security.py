@@ -468,12 +468,6 @@ def test_ws_oversized_messages_close_with_1009_and_are_not_buffered(nexus) -> No
     ok.close()
 
 
-@pytest.mark.xfail(
-    reason="Hypercorn assembles a frame before the app sees it and, past "
-    "websocket_max_message_size, sends 1009 but keeps buffering what follows: bounding that "
-    "belongs in nexusd/server.py (see the issue-11 /ws note)",
-    strict=False,
-)
 def test_ws_one_giant_frame_is_not_buffered(nexus) -> None:
     d = nexus()
     _request(d, "GET", "/health")
@@ -489,7 +483,10 @@ def test_ws_one_giant_frame_is_not_buffered(nexus) -> None:
     print(
         f"one {size >> 20} MiB frame: {sent >> 20} MiB sent, close {code}, RSS +{grown >> 20} MiB"
     )
-    assert code == 1009 and grown < 24 << 20, (code, grown)
+    # the daemon sends 1009 and closes; with megabytes still unread on its side the kernel
+    # may answer with a reset that eats the close frame, so the code can be lost: what must
+    # hold is that it stopped us early and buffered nothing
+    assert code in (1009, None) and sent <= 8 << 20 and grown < 24 << 20, (code, sent, grown)
 
 
 def test_ws_a_flood_of_small_messages_is_closed_with_1008_a_few_are_dropped(nexus) -> None:
