@@ -30,8 +30,28 @@ def build_parser(prog: str = "nexus tui") -> argparse.ArgumentParser:
     return p
 
 
+def not_a_terminal() -> str | None:
+    """Why the TUI cannot run here, or None. Without a terminal on both ends Textual reads
+    EOF forever (100 % CPU) and paints escape codes into a pipe: refuse at once instead."""
+    problems = [
+        f"{name} is not a terminal"
+        for name, stream in (("standard input", sys.stdin), ("standard output", sys.stdout))
+        if stream is None or not stream.isatty()
+    ]
+    return " and ".join(problems) or None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problem = not_a_terminal()
+    if problem is not None:
+        print(
+            f"nexus tui needs a terminal: {problem}. Run it in a terminal without redirecting "
+            "its input or output; scripts can use nexusctl (`nexusctl backends list`, "
+            "`nexusctl events`).",
+            file=sys.stderr,
+        )
+        return 2
     from nexus_tui.app import NexusApp
     from nexus_tui.source import DaemonSource
 

@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.widgets import Input
 
 from nexus_tui.keymap import BY_ID, KEYS, bind, resolve_keymap
 from nexus_tui.messages import (
@@ -193,6 +195,25 @@ class NexusApp(App[int]):
                 self.notify(problem, severity="warning", timeout=8)
         self._keymap_problems = set(problems)
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            # where Textual is about to send it: the widget that has the focus *now*
+            event.nexus_sent_to = self.focused  # type: ignore[attr-defined]
+        await super().on_event(event)
+
+    def on_key(self, event: events.Key) -> None:
+        """Type-ahead (a paste, tmux send-keys, a burst over ssh): the keys typed right after
+        `:`, `/` or `n` were sent to the widget that had the focus when they arrived. When one
+        comes back up unused and a text field has the focus by now, it was meant for that
+        field: `:be /oll⏎` must not reach the table as `e` (disable a backend) and `⏎`."""
+        field = self.focused
+        if isinstance(field, Input) and getattr(event, "nexus_sent_to", field) is not field:
+            event.prevent_default()  # none of the bindings of the old focus
+            event.stop()
+            again = events.Key(event.key, event.character)
+            again.nexus_sent_to = field  # type: ignore[attr-defined]
+            field._forward_event(again)
+
     def key_display(self, binding_id: str) -> str:
         first = self._effective_keys.get(binding_id, BY_ID[binding_id].key).split(",")[0]
         return KEY_DISPLAY.get(first, first)
@@ -203,15 +224,24 @@ class NexusApp(App[int]):
         if name != self.current_mode:
             self._view_history.append(self.current_mode)
             del self._view_history[:-20]
-            self.switch_mode(name)
+            self._switch(name)
 
     def back_view(self) -> None:
         if self._view_history:
-            self.switch_mode(self._view_history.pop())
+            self._switch(self._view_history.pop())
 
-    def action_command_bar(self) -> None:
+    def _switch(self, name: str) -> None:
+        self.switch_mode(name)
+        self.call_after_refresh(self._arrived, name)
+
+    def _arrived(self, name: str) -> None:
+        screen = self.screen
+        if self.current_mode == name and isinstance(screen, NexusScreen):
+            screen.arrived()
+
+    async def action_command_bar(self) -> None:
         if isinstance(self.screen, NexusScreen):
-            self.screen.open_command_bar()
+            await self.screen.open_command_bar()
 
     def action_help(self) -> None:
         screen = self.screen

@@ -43,7 +43,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("nexus.help", "question_mark,f1", "Help", "show the keys of this view", "global"),
     Key("nexus.quit", "q", "Quit", "quit", "global"),
-    Key("nexus.back", "escape", "Back", "back out one level (filter, detail, view)", "global"),
+    Key(
+        "nexus.back",
+        "escape",
+        "Back",
+        "back out one level (field, filter, detail, view)",
+        "global",
+    ),
     Key("nexus.row.open", "enter", "Open", "open the selected row", "table"),
     Key(
         "nexus.table.filter",
@@ -70,6 +76,13 @@ KEYS: tuple[Key, ...] = (
         True,
     ),
     Key("nexus.route.run", "ctrl+r", "Route", "run the dry-run route", "route"),
+    Key(
+        "nexus.route.edit_model",
+        "enter",
+        "Edit model",
+        "type in the model field (esc leaves it, then 1–5 switch views)",
+        "route",
+    ),
 )
 
 BY_ID: dict[str, Key] = {k.id: k for k in KEYS}

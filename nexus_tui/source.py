@@ -7,6 +7,10 @@ the ``[tui.keymap]`` config), posts both to the app as messages, polls the count
 have no events (pending, latency EMA) every few seconds, and when the daemon goes away it
 posts ``Disconnected`` with a countdown and reconnects with backoff — never raising into
 the UI. Tests swap in a fake source with fixed data (tests/tui/fake_source.py).
+
+The first failed read says so: the event stream ending, a failed poll, and also a failed
+request of the UI itself (a route, an explanation, a change) end the session at once, so the
+banner never waits for the next poll.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class DaemonSource(Source):
         self.poll_interval = poll_interval
         self.backoff_start, self.backoff_max = backoff_start, backoff_max
         self._client: AsyncControlClient | None = None
+        #: the live session's inbox while connected (a failed UI request lands there too)
+        self._inbox: asyncio.Queue[Any] | None = None
 
     def _new_client(self) -> AsyncControlClient:
         from nexusd.control.client import AsyncControlClient
@@ -110,6 +116,16 @@ class DaemonSource(Source):
         return AsyncControlClient(self.socket)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
+        from nexusd.control.client import DaemonUnreachable
+
+        try:
+            return await self._read(method, path, body)
+        except DaemonUnreachable as exc:
+            if self._inbox is not None:  # connected until now: the session ends at once
+                self._inbox.put_nowait(exc)
+            raise
+
+    async def _read(self, method: str, path: str, body: Any = None) -> Any:
         if self._client is None:
             self._client = self._new_client()
         return await self._client.call(method, path, body)
@@ -151,8 +167,9 @@ class DaemonSource(Source):
         try:
             # subscribe first, so nothing that happens while the snapshot loads is missed
             tasks.append(asyncio.create_task(self._pump(client, queue)))
-            snapshot = await fetch_snapshot(self.call)
+            snapshot = await fetch_snapshot(self._read)
             connected = True
+            self._inbox = queue
             app.post_message(Connected(self.where))
             app.post_message(SnapshotLoaded(snapshot))
             tasks.append(asyncio.create_task(self._poll(queue)))
@@ -170,6 +187,7 @@ class DaemonSource(Source):
         except Exception as exc:  # a broken daemon must never crash the UI
             reason = f"{type(exc).__name__}: {exc}"[:200]
         finally:
+            self._inbox = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -190,10 +208,10 @@ class DaemonSource(Source):
         if kind == "backend.status":
             # the event carries the status, not the flags (enabled, draining, priority)
             with contextlib.suppress(Refused):
-                backend = await self.call("GET", f"/v1/backends/{event['data']['id']}")
+                backend = await self._read("GET", f"/v1/backends/{event['data']['id']}")
                 app.post_message(BackendRefreshed(backend))
         elif kind in ("gap", "config.reloaded"):
-            app.post_message(SnapshotLoaded(await fetch_snapshot(self.call)))
+            app.post_message(SnapshotLoaded(await fetch_snapshot(self._read)))
 
     async def _pump(self, client: AsyncControlClient, queue: asyncio.Queue[Any]) -> None:
         try:
@@ -210,7 +228,7 @@ class DaemonSource(Source):
             while True:
                 await asyncio.sleep(self.poll_interval)
                 status, backends = await asyncio.gather(
-                    self.call("GET", "/v1/status"), self.call("GET", "/v1/backends")
+                    self._read("GET", "/v1/status"), self._read("GET", "/v1/backends")
                 )
                 queue.put_nowait({"type": "_poll", "status": status, "backends": backends})
         except asyncio.CancelledError:

@@ -39,8 +39,13 @@ class AliasesScreen(NexusScreen):
     ]
 
     def compose_body(self) -> Iterable[Widget]:
-        yield LiveTable("Aliases", ALIAS_COLUMNS, id="aliases", open_label="Edit")
-        yield LiveTable("Fallbacks", FALLBACK_COLUMNS, id="fallbacks", open_label="Edit")
+        # `enter` edits: hidden from the footer and `?` in --read-only mode, like `e`
+        yield LiveTable(
+            "Aliases", ALIAS_COLUMNS, id="aliases", open_label="Edit", open_mutates=True
+        )
+        yield LiveTable(
+            "Fallbacks", FALLBACK_COLUMNS, id="fallbacks", open_label="Edit", open_mutates=True
+        )
 
     def update_view(self, topics: frozenset[str]) -> None:
         state = self.state

@@ -24,7 +24,7 @@ COLUMNS = (
     Column("type", "Type"),
     Column("source", "Source", min_screen=110),
     Column("zone", "Zone", min_screen=110),
-    Column("status", "Status"),
+    Column("status", "Status", min_width=cells.STATUS_WIDTH),
     Column("pending", "Pend", right=True),
     Column("latency", "EMA", right=True),
     Column("requests", "Reqs", right=True),
@@ -126,6 +126,10 @@ class BackendsScreen(NexusScreen):
         self._preview()
 
     def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
+        self._preview()
+
+    def on_live_table_selection_changed(self, event: LiveTable.SelectionChanged) -> None:
+        # a filter (`/`, `:be /ollama`) or a removed row put another backend under the cursor
         self._preview()
 
     def _preview(self) -> None:

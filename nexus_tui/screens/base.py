@@ -60,6 +60,12 @@ class NexusScreen(Screen[None]):
     def _refresh_chrome(self, *_: Any) -> None:
         if not self.is_mounted:
             return
+        # while the daemon is unreachable what is shown is the last known state: dimmed,
+        # STALE in the table borders (and no green `healthy` under the banner)
+        stale = self.nexus.connection.state == "disconnected"
+        self.set_class(stale, "-stale")
+        for table in self.query(LiveTable):
+            table.set_stale(stale)
         # some screens (e.g. an explanation pushed over a view) have no chrome of their own
         for bar in self.query(TopBar):
             bar.refresh_bar()
@@ -78,6 +84,10 @@ class NexusScreen(Screen[None]):
     def update_view(self, topics: frozenset[str]) -> None:
         """Subclasses: push the state into the widgets (diffed, never clear-and-refill)."""
 
+    def arrived(self) -> None:
+        """Called by the app after a view switch made this screen current (not after a
+        dialog closed over it): subclasses may choose what has the focus."""
+
     # --- verbs ---------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -93,25 +103,33 @@ class NexusScreen(Screen[None]):
 
     # --- bars ----------------------------------------------------------------------------
 
-    def on_live_table_filter_requested(self, message: LiveTable.FilterRequested) -> None:
+    # Keys typed right after `:` or `/` (type-ahead, a paste, tmux send-keys) are already
+    # queued when the bar is created: the bar is mounted and focused *before* the next key is
+    # dispatched (the action awaits it), or `:be /oll⏎` reaches the table as `e` (disable a
+    # backend) and `enter`.
+
+    async def on_live_table_filter_requested(self, message: LiveTable.FilterRequested) -> None:
+        message.stop()
+        await self.open_filter_bar(message.table)
+
+    async def open_filter_bar(self, table: LiveTable) -> None:
         from nexus_tui.widgets.bars import FilterBar
 
-        message.stop()
-        for bar in self.query(FilterBar):
-            bar.remove()
-        bar = FilterBar(message.table)
-        self.query_one("#body").mount(bar)
-        bar.focus()
+        for old in self.query(FilterBar):
+            await old.remove()
+        bar = FilterBar(table)
+        await self.query_one("#body").mount(bar)
+        self.set_focus(bar)
 
-    def open_command_bar(self) -> None:
+    async def open_command_bar(self) -> None:
         from nexus_tui.widgets.bars import CommandBar
 
         for old in self.query(CommandBar):
-            old.remove()
+            await old.remove()
         bar = CommandBar()
         bar.previous_focus = self.focused
-        self.query_one("#body").mount(bar)
-        bar.focus()
+        await self.query_one("#body").mount(bar)
+        self.set_focus(bar)
 
     def main_table(self) -> LiveTable | None:
         """The table a `:view /filter` command filters (the focused one, else the first)."""

@@ -47,7 +47,7 @@ def model_row(row: ModelRow, backend_ids: list[str]) -> dict[str, Cell]:
             out[f"b:{bid}"] = Cell(SERVED_OK, tone("good"), sort=2, justify="center")
         else:
             status = str(b.get("status") or "unknown")
-            out[f"b:{bid}"] = Cell(status[:5], cells.status_style(status), sort=1, justify="center")
+            out[f"b:{bid}"] = Cell(status, cells.status_style(status), sort=1, justify="center")
     return out
 
 

@@ -1,5 +1,11 @@
 """Route: a dry run (``POST /v1/route``) — where would a request for MODEL with these needs
-go right now, and why every other backend was excluded. Nothing is sent to a backend."""
+go right now, and why every other backend was excluded. Nothing is sent to a backend.
+
+Focus (the one view with text fields, so digits must be typeable: ``llama3:8b``): a focused
+field takes every printable key; ``esc`` leaves it (the footer says so) and then ``1``–``5``
+switch views. Arriving with an empty form focuses the model field; otherwise — and after
+every run — the decision has the focus, where ``enter`` edits the model again.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +24,24 @@ from nexus_tui.state import ALIASES, MODELS
 from nexus_tui.widgets.cells import tone
 from nexus_tui.widgets.explain import explain
 
+#: on every control of the form: the footer shows how to get out of it
+LEAVE = bind("nexus.back", "screen.back", label="Leave field")
+
+
+class Field(Input):
+    """A text field of the form: `esc` leaves it; focusing it never selects its text."""
+
+    BINDINGS: ClassVar[list[Any]] = [LEAVE]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(select_on_focus=False, **kwargs)
+
 
 class Tick(Checkbox):
     """A checkbox whose state is readable without colour (`[x]` / `[ ]`, for NO_COLOR)."""
 
     BUTTON_LEFT, BUTTON_RIGHT = "[", "]"
+    BINDINGS: ClassVar[list[Any]] = [LEAVE]
 
     def __init__(self, label: str, *, id: str) -> None:
         super().__init__(label, id=id, compact=True)
@@ -33,19 +52,26 @@ class Tick(Checkbox):
         super().watch_value()
 
 
+class RunButton(Button):
+    BINDINGS: ClassVar[list[Any]] = [LEAVE]
+
+
 class RouteScreen(NexusScreen):
     VIEW = "route"
     AUTO_FOCUS = "#route-model"
-    BINDINGS: ClassVar[list[Any]] = [bind("nexus.route.run", "run")]
+    BINDINGS: ClassVar[list[Any]] = [
+        bind("nexus.route.edit_model", "edit"),
+        bind("nexus.route.run", "run"),
+    ]
 
     def compose_body(self) -> Iterable[Widget]:
         with Horizontal(id="route-form"):
-            yield Input(placeholder="model or alias", id="route-model")
+            yield Field(placeholder="model or alias", id="route-model")
             yield Tick("vision", id="route-vision")
             yield Tick("tools", id="route-tools")
             yield Tick("JSON", id="route-json")
-            yield Input(placeholder="tokens", id="route-tokens", type="integer")
-            yield Button("Route", id="route-run", variant="primary", compact=True)
+            yield Field(placeholder="tokens", id="route-tokens", type="integer")
+            yield RunButton("Route", id="route-run", variant="primary", compact=True)
         with VerticalScroll(id="route-result") as scroll:
             scroll.border_title = "Decision"
             yield Static(
@@ -63,6 +89,27 @@ class RouteScreen(NexusScreen):
             self.query_one("#route-model", Input).suggester = SuggestFromList(
                 names, case_sensitive=True
             )
+
+    @property
+    def model_field(self) -> Input:
+        return self.query_one("#route-model", Input)
+
+    def arrived(self) -> None:
+        # an empty form waits for a model; a filled one shows its decision (1–5 work)
+        if not self.model_field.value.strip():
+            self.model_field.focus()
+        elif isinstance(self.focused, Input):
+            self.query_one("#route-result").focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "edit" and isinstance(self.focused, Input | Checkbox | Button):
+            return False  # already in the form (and `enter` belongs to that control)
+        return super().check_action(action, parameters)
+
+    def action_edit(self) -> None:
+        field = self.model_field
+        field.focus()
+        field.cursor_position = len(field.value)
 
     def action_back(self) -> None:
         # esc first leaves the form (so 1–5, ? and : work again), then goes back
@@ -106,6 +153,10 @@ class RouteScreen(NexusScreen):
         if tokens.isdigit() and int(tokens) > 0:
             body["tokens"] = int(tokens)
             argv += ["--tokens", tokens]
+        if isinstance(self.focused, Input) or self.focused is None:
+            # the answer is what matters now, and the next digit should switch views, not
+            # land in the field (`llama3:8b3`); enter edits the model again
+            self.query_one("#route-result").focus()
         self.run_worker(self._route(body, argv), group="route", exclusive=True, exit_on_error=False)
 
     async def _route(self, body: dict[str, Any], argv: list[str]) -> None:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 class FilterBar(Input):
     """`/` — filters the table live; enter keeps the filter, esc clears it."""
 
-    BINDINGS = [Binding("escape", "cancel", "Clear", show=False)]
+    # shown: while a bar has the focus it takes every printable key (digits too)
+    BINDINGS = [Binding("escape", "cancel", "Clear filter")]
 
     def __init__(self, table: Any) -> None:
         super().__init__(value=table.filter_text, placeholder="filter (!x inverts, re:x regex)")
@@ -56,8 +57,8 @@ class CommandBar(Input):
     """`:` — `:backends`, `:be /ollama`, `:route llama3:8b --vision`, `:q`; tab completes."""
 
     BINDINGS = [
-        Binding("escape", "cancel", "Close", show=False),
-        Binding("tab", "complete", "Complete", show=False),
+        Binding("escape", "cancel", "Close"),
+        Binding("tab", "complete", "Complete"),
     ]
 
     def __init__(self) -> None:

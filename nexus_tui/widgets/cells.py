@@ -35,6 +35,8 @@ STATUS_TONE = {
     "disabled": "dim",
     "unknown": "dim",
 }
+#: a status column is at least this wide, so no status word is ever cut (`draini…`)
+STATUS_WIDTH = max(len(word) for word in STATUS_TONE)
 
 
 def set_monochrome(on: bool) -> None:

@@ -5,6 +5,14 @@ the cells that changed (``update_cell``), appends new rows (``add_row``) and reo
 ``sort`` — never ``clear()``, which would reset the cursor and the scroll. The cursor stays
 on the same row (by key) across updates. ``/`` filters (shown in the border title), ``s`` /
 ``S`` sort; columns with ``min_screen`` appear only on terminals at least that wide.
+
+Columns are as wide as their widest cell (never narrower than ``min_width``): a cell that
+grows widens its column *before* it is drawn. (Textual measures grown cells only when idle
+and caches the cell it drew meanwhile, at the old width: ``draini…`` with room to spare.)
+When the row under the cursor becomes another one without the cursor moving (a filter,
+rows going away) the table posts ``SelectionChanged``, so detail panes follow it. A
+``stale`` table (the daemon is unreachable) shows every cell dimmed, without colour, and
+says STALE in its border.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from nexus_tui.keymap import bind
 from nexus_tui.widgets.cells import EMPTY, Cell
@@ -33,6 +41,7 @@ class Column:
     min_screen: int = 0  # only shown when the terminal is at least this many columns wide
     right: bool = False
     narrow: int | None = None  # fixed width on terminals narrower than NARROW (ellipsis)
+    min_width: int = 0  # auto-width columns are never narrower (e.g. the longest status word)
 
 
 #: below this terminal width, columns with ``narrow`` get that fixed width
@@ -53,6 +62,17 @@ class LiveTable(DataTable[Any]):
             super().__init__()
             self.table = table
 
+    class SelectionChanged(Message):
+        """Another row (or none) is under the cursor, though the cursor did not move."""
+
+        def __init__(self, table: LiveTable, key: str | None) -> None:
+            super().__init__()
+            self.table, self.key = table, key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
     def __init__(
         self,
         title: str,
@@ -62,10 +82,13 @@ class LiveTable(DataTable[Any]):
         reverse: bool = False,
         id: str | None = None,
         open_label: str = "Open",
+        open_mutates: bool = False,
     ) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=1)
         self.title = title
         self.open_label = open_label
+        #: `enter` changes the daemon (e.g. "Edit"): hidden and off in --read-only mode
+        self.open_mutates = open_mutates
         if open_label != "Open":  # this table's `enter` says what it does, in footer and `?`
             enter = self._bindings.key_to_bindings.get("enter", [])
             self._bindings.key_to_bindings["enter"] = [
@@ -81,6 +104,7 @@ class LiveTable(DataTable[Any]):
         self.sort_reverse = reverse
         self.badge = ""  # e.g. "PAUSED", shown in the border title
         self.frozen = False  # True: rows stay as they are (paused); the newest data waits
+        self.stale = False  # True: the daemon is unreachable, the rows are the last known
 
     # --- public --------------------------------------------------------------------------
 
@@ -102,6 +126,12 @@ class LiveTable(DataTable[Any]):
     def set_filter(self, text: str) -> None:
         if text != self.filter_text:
             self.filter_text = text
+            self._sync()
+
+    def set_stale(self, stale: bool) -> None:
+        """Show the rows as the last known state (dimmed, STALE in the border) or live."""
+        if stale != self.stale:
+            self.stale = stale
             self._sync()
 
     def set_frozen(self, frozen: bool) -> None:
@@ -128,10 +158,17 @@ class LiveTable(DataTable[Any]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
             return bool(self.filter_text)  # otherwise esc goes on to the screen (back)
+        if action == "select_cursor" and self.open_mutates:
+            return not getattr(self.app, "read_only", False)
         return True
 
-    def action_filter(self) -> None:
-        self.post_message(self.FilterRequested(self))
+    async def action_filter(self) -> None:
+        # the screen opens the bar; awaited, so the keys typed next already go to the bar
+        opener = getattr(self.screen, "open_filter_bar", None)
+        if opener is not None:
+            await opener(self)
+        else:
+            self.post_message(self.FilterRequested(self))
 
     def action_clear_filter(self) -> None:
         self.set_filter("")
@@ -177,6 +214,8 @@ class LiveTable(DataTable[Any]):
         for c in self._shown:
             label = Text(c.label, justify="right" if c.right else "left")
             self.add_column(label, key=c.key, width=self._width(c))
+            if c.min_width:
+                self._grow(c.key, c.min_width)
         self._sync(cursor_key)
 
     def _matches(self, cells: Mapping[str, Cell]) -> bool:
@@ -201,6 +240,15 @@ class LiveTable(DataTable[Any]):
         value = getattr(cell, "sort_key", cell.plain)
         return (0, value) if isinstance(value, int | float) else (1, str(value))
 
+    def _grow(self, column: str, width: int) -> bool:
+        """Widen an auto-width column to ``width`` now, before anything is drawn at the old
+        width. Returns True when it grew."""
+        found = self.columns.get(ColumnKey(column))
+        if found is None or not found.auto_width or found.content_width >= width:
+            return False
+        found.content_width = width
+        return True
+
     def _sync(self, cursor_key: str | None = None) -> None:
         if not self._shown:
             if self.is_mounted:
@@ -208,6 +256,7 @@ class LiveTable(DataTable[Any]):
             return
         if cursor_key is None:
             cursor_key = self.selected_key
+        before = self.selected_key
         visible = [k for k, cells in self._rows.items() if self._matches(cells)]
         wanted = set(visible)
         for row_key in list(self.rows):
@@ -215,17 +264,24 @@ class LiveTable(DataTable[Any]):
                 self.remove_row(row_key)
         present = {row_key.value for row_key in self.rows}
         columns = [c.key for c in self._shown]
+        cell = self._faded if self.stale else _cell
         for key in visible:
             cells = self._rows[key]
             if key in present:
                 for column in columns:
-                    new = _cell(cells, column)
+                    new = cell(cells, column)
                     old = self.get_cell(key, column)
                     if not isinstance(old, Cell) or old.signature() != new.signature():
-                        self.update_cell(key, column, new, update_width=True)
+                        grew = self._grow(column, new.cell_len)
+                        # only a wider cell re-measures the column: Textual's re-measure
+                        # after a narrower one would shrink it below ``min_width``
+                        self.update_cell(key, column, new, update_width=grew)
             else:
                 # a fresh cell per slot: sorting tells rows apart by their first cell's identity
-                self.add_row(*(_cell(cells, c) for c in columns), key=key)
+                row = [cell(cells, c) for c in columns]
+                for column, new in zip(columns, row, strict=True):
+                    self._grow(column, new.cell_len)
+                self.add_row(*row, key=key)
         desired = sorted(visible, key=self._sort_value, reverse=self.sort_reverse)
         if desired != self.visible_keys:
             first = columns[0]
@@ -235,7 +291,16 @@ class LiveTable(DataTable[Any]):
             index = self.get_row_index(cursor_key)
             if index != self.cursor_row:
                 self.move_cursor(row=index, scroll=False)
+        after = self.selected_key
+        if after != before:
+            self.post_message(self.SelectionChanged(self, after))
         self._update_title()
+
+    @staticmethod
+    def _faded(cells: Mapping[str, Cell], column: str) -> Cell:
+        """A cell of a stale row: same text, dimmed, no colour (no green `healthy`)."""
+        found = _cell(cells, column)
+        return Cell(found.plain, "dim", sort=found.sort_key, justify=found.justify)
 
     def _update_title(self) -> None:
         total, shown = len(self._rows), self.row_count
@@ -248,6 +313,8 @@ class LiveTable(DataTable[Any]):
             parts.append(f"sort:{escape(label.lower())}{'↓' if self.sort_reverse else '↑'}")
         if self.badge and self.frozen:
             parts.append(f"[reverse b] {self.badge} [/]")
+        if self.stale:
+            parts.append("[reverse b] STALE [/] last known, not live")
         self.border_title = " ".join(parts)
 
 

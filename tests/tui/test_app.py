@@ -7,21 +7,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.command import CommandList
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
+from textual.widgets._footer import FooterKey
 
 from nexus_tui import build_parser
 from nexus_tui.app import KEY_DISPLAY, NexusApp, ReadOnly
-from nexus_tui.keymap import KEYS, MUTATING_IDS, resolve_keymap
+from nexus_tui.keymap import BY_ID, KEYS, MUTATING_IDS, resolve_keymap
+from nexus_tui.messages import Connected, Disconnected, SnapshotLoaded
 from nexus_tui.screens.aliases import AliasesScreen
-from nexus_tui.screens.backends import BackendDetailScreen, BackendsScreen
+from nexus_tui.screens.backends import BackendDetailScreen, BackendsScreen, backend_row
 from nexus_tui.screens.dialogs import HelpScreen
 from nexus_tui.screens.models import ModelsScreen
 from nexus_tui.screens.requests import RequestExplainScreen, RequestsScreen
 from nexus_tui.screens.route import RouteScreen
 from nexus_tui.state import NexusState
+from nexus_tui.widgets import cells
 from nexus_tui.widgets.bars import CommandBar
-from nexus_tui.widgets.chrome import StatusLine
+from nexus_tui.widgets.chrome import Banner, StatusLine
 from nexus_tui.widgets.live_table import LiveTable
 from tests.tui.conftest import settle, text_of, until
 from tests.tui.fake_source import FakeSource, fixed_data
@@ -42,6 +46,20 @@ def binding_ids(app: NexusApp) -> set[str]:
     return {b.binding.id for b in app.screen.active_bindings.values() if b.binding.id}
 
 
+def footer(app: NexusApp) -> list[str]:
+    """What the footer shows right now: `key description` per entry."""
+    return [f"{k.key_display} {k.description}" for k in app.screen.query(FooterKey)]
+
+
+#: the footer words of every verb that changes the daemon
+MUTATING_LABELS = {BY_ID[i].label for i in MUTATING_IDS}
+
+
+def drawn(t: LiveTable, key: str) -> str:
+    """The row as the table draws it now (no waiting for the next idle)."""
+    return "".join(segment.text for segment in t.render_line(t.get_row_index(key) + 1))
+
+
 # --- read-only -------------------------------------------------------------------------------
 
 
@@ -52,11 +70,24 @@ async def test_read_only_hides_and_refuses_every_mutating_verb() -> None:
         await started(pilot)
         assert isinstance(app.screen, BackendsScreen)
         assert not binding_ids(app) & MUTATING_IDS
+        assert footer(app) and not {f.split(" ", 1)[1] for f in footer(app)} & MUTATING_LABELS
         await pilot.press("d", "e", "a", "x")
         assert isinstance(app.screen, BackendsScreen)  # no form, no confirmation
         await pilot.press("4")
         assert isinstance(app.screen, AliasesScreen)
         assert not binding_ids(app) & MUTATING_IDS
+        # `enter` on an alias or a chain opens the edit form: not advertised either (issue 12)
+        for _ in ("aliases", "fallbacks"):
+            await pilot.pause()
+            shown = footer(app)
+            assert shown and not {f.split(" ", 1)[1] for f in shown} & MUTATING_LABELS, shown
+            assert not any("Edit" in f for f in shown), shown
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            assert not any(
+                "Edit" in label or "edit" in text for _, label, text, _ in app.screen.rows
+            )
+            await pilot.press("escape", "tab")
         await pilot.press("n", "e", "x", "enter")
         assert isinstance(app.screen, AliasesScreen)
         # even when asked directly, the app refuses and says so
@@ -89,6 +120,8 @@ def test_keymap_ids_are_unique_and_resolve_by_short_names() -> None:
         "nexus.help": "h,f1",
     }
     assert len(problems) == 2 and "nope" in problems[0] and "quit" in problems[1]
+    # a new binding must not make an existing short name ambiguous
+    assert resolve_keymap({"edit": "E"}) == ({"nexus.alias.edit": "E"}, [])
 
 
 async def test_keymap_from_the_daemon_config_remaps_keys_and_help_shows_them() -> None:
@@ -258,6 +291,240 @@ async def test_alias_events_update_the_view_at_once() -> None:
         t = table(app, "#aliases")
         assert t.visible_keys == ["fast"]
         assert t.get_cell("fast", "target").plain == "llama3:70b"
+
+
+async def test_without_read_only_the_footer_offers_the_verbs() -> None:
+    """The counterpart of the read-only test: the same footer with the verbs in it."""
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot)
+        assert {"d Drain", "e Enable", "a Add", "x Remove"} <= set(footer(app))
+        await pilot.press("4")
+        await pilot.pause()
+        assert {"⏎ Edit", "n New", "e Edit", "x Delete"} <= set(footer(app))
+
+
+# --- the Route view's focus (issue 12, item 10) ----------------------------------------------
+
+
+async def test_route_view_never_traps_the_number_keys() -> None:
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        # enter on a model: the route runs and the decision has the focus, so the next
+        # number key switches views instead of landing in the field (`llama3:8b3`)
+        await pilot.press("2")
+        t = table(app, "#models")
+        t.move_cursor(row=t.get_row_index("llama3:8b"))
+        await pilot.press("enter")
+        await settle(pilot)
+        route = app.screen
+        assert isinstance(route, RouteScreen)
+        model = route.query_one("#route-model", Input)
+        assert model.value == "llama3:8b"
+        assert app.focused is route.query_one("#route-result")
+        assert "Outcome" in text_of(route.query_one("#route-explain"))
+        await pilot.press("3")
+        assert isinstance(app.screen, RequestsScreen)
+        assert model.value == "llama3:8b"
+        # back with 5: keys do something at once — the footer says enter edits the model
+        await pilot.press("5")
+        await pilot.pause()
+        assert app.screen is route and app.focused is route.query_one("#route-result")
+        assert "⏎ Edit model" in footer(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.focused is model
+        assert model.selected_text == "" and model.cursor_position == len("llama3:8b")
+        # in the field, digits are typed (model names have them) and the footer says how
+        # to leave it
+        await pilot.press("backspace", "backspace", *"70b")
+        assert model.value == "llama3:70b"
+        assert footer(app)[0] == "esc Leave field"
+        await pilot.press("escape")
+        assert app.focused is route.query_one("#route-result")
+        assert isinstance(app.screen, RouteScreen)  # esc left the field, not the view
+        await pilot.press("1")
+        assert isinstance(app.screen, BackendsScreen)
+        # running from the field hands the focus to the decision as well
+        await pilot.press("5")
+        await pilot.pause()
+        await pilot.press("enter", "backspace", "enter")
+        await settle(pilot)
+        assert model.value == "llama3:70"
+        assert app.focused is route.query_one("#route-result")
+        await pilot.press("4")
+        assert isinstance(app.screen, AliasesScreen)
+
+
+async def test_route_view_with_an_empty_form_waits_for_a_model() -> None:
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("5")
+        await pilot.pause()
+        route = app.screen
+        model = route.query_one("#route-model", Input)
+        assert app.focused is model
+        assert footer(app)[0] == "esc Leave field"
+        await pilot.press(*"llama3:8b")
+        assert model.value == "llama3:8b"
+        # esc, esc: out of the field, then back to the previous view
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, BackendsScreen)
+        # checkboxes do not take digits; the footer still says how to leave the form
+        await pilot.press("5")
+        await pilot.pause()
+        assert app.focused is route.query_one("#route-result")  # the form is filled now
+        await pilot.press("tab")  # from the decision, tab wraps to the model field
+        assert app.focused is model and model.selected_text == ""
+        await pilot.press("tab")
+        assert app.focused is route.query_one("#route-vision")
+        assert "esc Leave field" in footer(app)
+        await pilot.press("2")
+        assert isinstance(app.screen, ModelsScreen)
+
+
+async def test_filter_and_command_bars_show_how_to_leave_them() -> None:
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        assert "esc Clear filter" in footer(app)
+        await pilot.press("8", "b")  # digits are typed into the filter
+        assert table(app, "#backends").filter_text == "8b"
+        await pilot.press("escape", "colon")
+        await pilot.pause()
+        assert "esc Close" in footer(app)
+        await pilot.press("escape", "2")
+        assert isinstance(app.screen, ModelsScreen)
+
+
+async def type_ahead(pilot: Any, text: str) -> None:
+    """Keys that arrive in one burst (a paste, tmux send-keys, ssh), not one per frame."""
+    names = {":": "colon", "/": "slash", " ": "space", "\r": "enter"}
+    for char in text:
+        pilot.app.post_message(events.Key(names.get(char, char), None if char == "\r" else char))
+    await pilot.pause()
+    await settle(pilot)
+
+
+async def test_keys_typed_ahead_of_a_bar_land_in_it_not_on_the_table() -> None:
+    """`:be /oll⏎` in one burst used to reach the table: `e` disabled the selected backend
+    and `⏎` opened its details (found while testing item 11 in tmux)."""
+    source = FakeSource()
+    app = NexusApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await type_ahead(pilot, ":be /oll\r")
+        assert isinstance(app.screen, BackendsScreen)
+        assert table(app, "#backends").visible_keys == ["local-ollama"]
+        await type_ahead(pilot, "/gpu\r")
+        assert table(app, "#backends").visible_keys == ["gpu-box"]
+        assert app.focused is table(app, "#backends")
+        await type_ahead(pilot, "4nquick")
+        form = app.screen
+        assert form.query_one("#name", Input).value == "quick"  # `q` did not quit
+        await pilot.press("escape")
+        assert source.mutations == []
+
+
+# --- details follow the filter (item 11) -----------------------------------------------------
+
+
+async def test_the_backend_preview_follows_the_filtered_row() -> None:
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=(120, 40)) as pilot:  # tall enough for the preview
+        await started(pilot)
+        t = table(app, "#backends")
+        preview = app.screen.query_one("#backend-preview")
+        assert t.selected_key == "exo-cluster" and preview.display
+        assert "exo-cluster" in str(preview.border_title)
+        await pilot.press("colon", *"be /ollama", "enter")
+        await pilot.pause()
+        assert t.visible_keys == ["local-ollama"]
+        assert "local-ollama" in str(preview.border_title)
+        assert "http://127.0.0.1:11434" in text_of(preview)
+        # enter opens the one under the cursor, too
+        await pilot.press("enter")
+        assert isinstance(app.screen, BackendDetailScreen)
+        assert app.screen.backend_id == "local-ollama"
+        await pilot.press("escape")
+        # a filter that matches nothing leaves nothing to preview
+        await pilot.press("slash", *"nothing-like-this", "enter")
+        await pilot.pause()
+        assert t.visible_keys == [] and not preview.display
+        await pilot.press("escape")  # clears the filter: the cursor's row is previewed again
+        await pilot.pause()
+        assert preview.display and t.selected_key in str(preview.border_title)
+
+
+# --- column widths (item 12) -----------------------------------------------------------------
+
+
+async def test_columns_widen_before_a_longer_value_is_drawn() -> None:
+    data = fixed_data()
+    for backend in data["snapshot"]["backends"]:
+        backend["status"] = "healthy"
+    app = NexusApp(FakeSource(data))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot)
+        t = table(app, "#backends")
+        # every status word fits before any shows up
+        status = next(c for k, c in t.columns.items() if k.value == "status")
+        assert status.content_width >= len("unhealthy") == cells.STATUS_WIDTH
+        state = app.state
+        rows = {b: backend_row(v, state.latency.get(b, ())) for b, v in state.backends.items()}
+        rows["gpu-box"]["status"] = cells.status("draining")
+        rows["gpu-box"]["requests"] = cells.num(123456789)
+        t.set_rows(rows)
+        # drawn at once (a terminal may paint before Textual re-measures when idle) and
+        # after: whole words, no `draini…` / `123…`
+        for _ in range(2):
+            line = drawn(t, "gpu-box")
+            assert "draining " in line and "123456789" in line, line
+            await pilot.pause()
+        # the Models matrix shows whole status words too (no `unhea`)
+        await pilot.press("2")
+        models = table(app, "#models")
+        app.state.backends["laptop"]["status"] = "unhealthy"
+        app.changed({"backends", "models"})
+        await pilot.pause()
+        assert models.get_cell("mistral:7b", "b:laptop").plain == "unhealthy"
+        assert "unhealthy" in drawn(models, "mistral:7b")
+
+
+# --- disconnected (item 13) ------------------------------------------------------------------
+
+
+async def test_rows_show_as_stale_while_disconnected() -> None:
+    source = FakeSource()
+    app = NexusApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        t = table(app, "#backends")
+        assert t.get_cell("gpu-box", "status").plain == "healthy"
+        assert t.get_cell("gpu-box", "status").style == cells.tone("good")
+        app.post_message(Disconnected(source.where, "no Nexus daemon answers", 1))
+        await pilot.pause()
+        assert app.screen.query_one(Banner).display
+        assert "STALE" in str(t.border_title)
+        status = t.get_cell("gpu-box", "status")
+        assert status.plain == "healthy" and status.style == "dim"  # last known, not green
+        assert "healthy" in drawn(t, "gpu-box")
+        assert app.screen.has_class("-stale")  # the preview is dimmed by the stylesheet
+        # other views are stale too when shown
+        await pilot.press("2")
+        assert "STALE" in str(table(app, "#models").border_title)
+        # back: live again
+        app.post_message(Connected(source.where))
+        app.post_message(SnapshotLoaded(fixed_data()["snapshot"]))
+        await pilot.pause()
+        assert "STALE" not in str(table(app, "#models").border_title)
+        await pilot.press("1")
+        assert "STALE" not in str(t.border_title)
+        assert t.get_cell("gpu-box", "status").style == cells.tone("good")
 
 
 # --- navigation ------------------------------------------------------------------------------

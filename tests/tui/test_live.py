@@ -261,13 +261,20 @@ async def test_daemon_killed_then_restarted_on_the_same_socket(fakes, tmp_path, 
             banner = app.screen.query_one(Banner)
             await until(pilot, lambda: "local" in table(app, "#backends").visible_keys, "data")
             await asyncio.to_thread(first.stop)
-            await until(pilot, lambda: banner.display, "the disconnected banner")
+            # the stream's end is the first failed read: no waiting for the next poll
+            waited = await until(pilot, lambda: banner.display, "the disconnected banner")
+            assert waited < 1.0, waited
             assert "disconnected" in text_of(banner)
             assert "retrying in" in text_of(banner)
             assert app.is_running  # no crash
+            # the rows are the last known state, and say so
+            backends = table(app, "#backends")
+            assert "STALE" in str(backends.border_title)
+            assert backends.get_cell("local", "status").style == "dim"
             second = await asyncio.to_thread(start)
             await until(pilot, lambda: app.connection.state == "connected", "reconnect", 10)
             await until(pilot, lambda: not banner.display, "the banner to go away")
+            assert "STALE" not in str(backends.border_title)
             # and it is live again: a new request shows up
             await pilot.press("3")
             rid = (await chat(second, "llama3:8b")).headers["x-nexus-request-id"]
