@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexusd.routing.aliases import resolve_alias
+
 BACKENDS, MODELS, REQUESTS, ALIASES, FALLBACKS, STATUS, KEYMAP = (
     "backends",
     "models",
@@ -27,7 +29,6 @@ ALL_TOPICS = frozenset({BACKENDS, MODELS, REQUESTS, ALIASES, FALLBACKS, STATUS, 
 #: how many requests the live tail keeps, and latency samples per backend sparkline
 MAX_REQUESTS = 300
 SPARK_SAMPLES = 24
-MAX_ALIAS_HOPS = 3
 
 
 @dataclass(slots=True)
@@ -221,15 +222,8 @@ class NexusState:
         return sorted(names)
 
     def resolve(self, name: str) -> tuple[str, list[str]]:
-        """Follow aliases like the daemon does (at most three hops): (final model, hops)."""
-        hops: list[str] = []
-        current = name
-        while current in self.aliases and len(hops) < MAX_ALIAS_HOPS:
-            current = self.aliases[current]
-            if current in hops or current == name:
-                break
-            hops.append(current)
-        return current, hops
+        """Follow aliases exactly as the daemon does (the one shared walk)."""
+        return resolve_alias(self.aliases, name)
 
     def _model_signature(self) -> tuple[Any, ...]:
         return tuple(
