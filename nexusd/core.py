@@ -71,6 +71,8 @@ class Nexus:
             total=s.request_timeout_seconds,
             first_byte=s.first_byte_timeout_seconds,
             idle=s.stream_idle_timeout_seconds,
+            max_response_bytes=s.max_response_bytes,
+            max_event_bytes=s.max_event_bytes,
         )
         self.port: int = s.port
         self.store = ConfigStore(loaded.path)

@@ -57,6 +57,10 @@ def with_model(body: dict[str, Any], model: str) -> bytes:
 class OpenAICodec:
     """Identity: OpenAI-compatible servers speak the client's dialect."""
 
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        #: ``server.max_event_bytes``, for every stream decoder this codec makes
+        self.max_event_bytes = max_event_bytes
+
     def encode(self, call: Call, model: str) -> WireRequest:
         body = call.raw if call.body.get("model") == model else with_model(call.body, model)
         return WireRequest(OPENAI_PATHS[call.endpoint], body)
@@ -64,10 +68,8 @@ class OpenAICodec:
     def decode(self, call: Call, reply: UpstreamReply, model: str) -> bytes:
         """The answer's bytes, after a sanity check that it is the JSON object promised."""
         body = reply.body
-        if body.lstrip()[:1] != b"{":
-            raise UpstreamProtocolError(
-                f"invalid backend response: expected a JSON object, got {body[:80]!r}"
-            )
+        if not is_json_object(body):
+            raise UpstreamProtocolError(not_json_object(body))
         return body
 
     def decode_error(self, call: Call, status: int, body: bytes, content_type: str) -> bytes:
@@ -75,7 +77,28 @@ class OpenAICodec:
         return body
 
     def stream_decoder(self, call: Call) -> StreamDecoder:
-        return SSEFramer()
+        return SSEFramer(self.max_event_bytes)
+
+
+def is_json_object(body: bytes) -> bool:
+    """A structural check that ``body`` is one whole JSON object: it opens with ``{`` and
+    closes with ``}`` (whitespace aside). O(1) whatever the size: it looks at 64 bytes at
+    each end, where a full parse costs ~4.5 µs for a 1.4 KB answer and grows with the body
+    (an embeddings answer of many vectors is megabytes). The HTTP framing (Content-Length or
+    the chunked terminator) already catches a body cut by the network; this catches a backend
+    that sends a cut or non-JSON body as 200, unless the cut falls just after a nested ``}``."""
+    if body.startswith(b"{") and body.endswith(b"}"):
+        return True  # the usual compact answer
+    return body[:64].lstrip()[:1] == b"{" and body[-64:].rstrip()[-1:] == b"}"
+
+
+def not_json_object(body: bytes) -> str:
+    if body[:64].lstrip()[:1] != b"{":
+        return f"invalid backend response: expected a JSON object, got {body[:80]!r}"
+    return (
+        f"invalid backend response: the JSON object is incomplete ({len(body)} bytes, "
+        f"ending {body[-40:]!r})"
+    )
 
 
 def openai_error(message: str, *, type_: str = "invalid_request_error") -> bytes:

@@ -43,5 +43,5 @@ def create_agent(backend: Backend, http: aiohttp.ClientSession, timeouts: Timeou
         api_key=backend.api_key,
         forward_client_auth=backend.forward_client_auth,
     )
-    codec = CODECS.get(backend.type, OpenAICodec)()
+    codec = CODECS.get(backend.type, OpenAICodec)(timeouts.max_event_bytes)
     return BackendAgent(transport, codec, prober_cls(backend, transport))

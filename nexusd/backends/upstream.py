@@ -31,14 +31,21 @@ class UpstreamConnectError(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    def __init__(self, phase: str, seconds: float) -> None:
-        super().__init__(f"no {phase} within {seconds:g} s")
+    def __init__(self, phase: str, seconds: float, detail: str = "") -> None:
+        super().__init__(f"no {phase} within {seconds:g} s{detail}")
         self.phase = phase
         self.seconds = seconds
 
 
 class UpstreamProtocolError(UpstreamError):
-    """The backend answered 2xx with something that is not what the API promises."""
+    """The backend answered with something that is not what the API promises: a 2xx body
+    that is not one JSON object, a stream that is not SSE, an answer or an event larger than
+    its limit, or a redirect (``status`` is then the 3xx). A backend fault: fail over."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
 
 
 class UpstreamHTTPError(UpstreamError):
@@ -58,12 +65,26 @@ class UpstreamHTTPError(UpstreamError):
         self.counts_against_backend = status >= 500 and status != 501
 
 
+MIB = 1024 * 1024
+
+
 @dataclass(slots=True)
 class Timeouts:
+    """Per-call bounds on a backend: how long it may take, and how much it may send back.
+
+    ``idle`` counts only bytes that complete SSE events: a backend trickling bytes that never
+    form an event is as idle as a silent one. The two byte limits are ``server.max_response_bytes``
+    and ``server.max_event_bytes``; exceeding either is a backend fault (``UpstreamProtocolError``).
+    """
+
     connect: float
     total: float
     first_byte: float
     idle: float
+    #: a non-streaming answer (or an error body, or a probe's answer) larger than this
+    max_response_bytes: int = 64 * MIB
+    #: stream bytes pending without an event boundary beyond this
+    max_event_bytes: int = 1 * MIB
 
 
 @dataclass(slots=True)

@@ -1,21 +1,24 @@
 """CLI: `python -m tests.fakes KIND [--port N] [--model ID]...` runs one fake until SIGINT/SIGTERM.
 
 Prints exactly one `fake KIND listening on URL models=[...]` line (flushed) so a parent process
-can wait for readiness by reading stdout instead of sleeping. Faults can be changed at runtime
-through `POST /_fake/faults`.
+can wait for readiness by reading stdout instead of sleeping. Faults are set with `--fault`
+(e.g. the hostile ones: `--fault endless_body=true`) and changed at runtime through
+`POST /_fake/faults`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import fields
 from typing import Any
 
 from .server import KINDS, FakeBackend
-from .state import FakeModel
+from .state import FakeModel, Faults
 
 DEFAULT_PORTS = {
     "ollama": 11434,
@@ -54,7 +57,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, help="exact number of streamed content chunks")
     parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="S")
     parser.add_argument("--latency", type=float, default=0.0, metavar="S")
+    parser.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        type=_fault,
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "repeatable; any `Faults` field, VALUE as JSON (else a string), e.g. "
+            "--fault response_bytes=104857600 --fault redirect_to=http://127.0.0.1:9000"
+        ),
+    )
     return parser.parse_args(argv)
+
+
+def _fault(spec: str) -> tuple[str, Any]:
+    name, sep, raw = spec.partition("=")
+    known = {f.name for f in fields(Faults)}
+    if not sep or name not in known:
+        raise argparse.ArgumentTypeError(
+            f"{spec!r}: expected NAME=VALUE, NAME one of {sorted(known)}"
+        )
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name, value
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -65,6 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
     backend.max_recorded = 10_000  # a standalone fake may serve a long benchmark
     backend.faults.chunk_delay_s = args.chunk_delay
     backend.faults.latency_s = args.latency
+    backend.faults.update(dict(args.faults))
     port = DEFAULT_PORTS[args.kind] if args.port is None else args.port
     try:
         url = await backend.start(args.host, port)

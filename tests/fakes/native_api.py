@@ -103,7 +103,7 @@ def _llamacpp(app: web.Application, fb: FakeBackend) -> None:
         if not stream:
             text = fb.reply if finish == "stop" else "".join(pieces)
             results = [final(i, p, text) for i, p in enumerate(prompts)]
-            return reply_json(fb, results[0] if len(results) == 1 else results)
+            return await reply_json(fb, request, results[0] if len(results) == 1 else results)
 
         def partial(index: int, prompt: str | list[int], n: int, piece: str) -> bytes:
             return sse(

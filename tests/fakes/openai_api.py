@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from . import hostile
 from .state import (
     FakeModel,
     cap_pieces,
@@ -107,10 +108,14 @@ def wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-def reply_json(fb: FakeBackend, payload: Any) -> web.Response:
-    """A non-streamed answer, or a broken body when the `malformed_json` fault is on."""
+async def reply_json(fb: FakeBackend, request: web.Request, payload: Any) -> web.StreamResponse:
+    """A non-streamed answer, or a broken body when the `malformed_json` fault is on, or a
+    hostile one (too large, endless, truncated: see `hostile.non_stream_reply`)."""
     if fb.faults.malformed_json:
         return web.Response(text="not json{", content_type="application/json")
+    bad = await hostile.non_stream_reply(fb, request, payload)
+    if bad is not None:
+        return bad
     return web.json_response(payload, dumps=dumps)
 
 
@@ -127,8 +132,14 @@ async def sse_stream(
 
     `usage` is the whole usage chunk (`choices: []`); faults apply as in `FakeBackend.stream`.
     """
+    not_a_stream = await hostile.stream_body_reply(fb, request, fb.reply)
+    if not_a_stream is not None:
+        return not_a_stream
+    content_type = fb.faults.stream_content_type
+    if content_type is None:
+        content_type = "text/event-stream"
     tail = [*finish, *([sse(usage)] if usage is not None else []), sse("[DONE]")]
-    return await fb.stream(request, "text/event-stream", head=head, content=content, tail=tail)
+    return await fb.stream(request, content_type, head=head, content=content, tail=tail)
 
 
 def prompt_error(fb: FakeBackend, value: Any) -> str:
@@ -171,8 +182,9 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
         pieces = fb.pieces
         base = {"id": new_id("chatcmpl"), "created": int(time.time()), "model": name}
         if not body.get("stream"):
-            return reply_json(
+            return await reply_json(
                 fb,
+                request,
                 {
                     **base,
                     "object": "chat.completion",
@@ -245,8 +257,9 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
             return out
 
         if not body.get("stream"):
-            return reply_json(
+            return await reply_json(
                 fb,
+                request,
                 {
                     **base,
                     "choices": [choice(i, text, finish) for i in range(len(prompts))],

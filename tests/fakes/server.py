@@ -17,8 +17,15 @@ from typing import Any
 
 from aiohttp import web
 
-from . import native_api, ollama_api, openai_api
-from .state import GENERATION_PATHS, FakeModel, Faults, RecordedRequest, split_pieces
+from . import hostile, native_api, ollama_api, openai_api
+from .state import (
+    GENERATION_PATHS,
+    FakeModel,
+    Faults,
+    RecordedRequest,
+    endpoint_of,
+    split_pieces,
+)
 from .wire import BODY_KEY
 
 KINDS = ("ollama", "openai", "vllm", "llamacpp", "lmstudio", "exo")
@@ -257,10 +264,11 @@ class FakeBackend:
 
         `drop_after_chunks` counts `content` events only; the drop happens before `tail`, so the
         client never sees a clean end (no finish event, no chunked terminator).
+        `unframed_after` counts every event: after that many, bytes that never end an event.
+        An empty `content_type` leaves the header out.
         """
-        resp = web.StreamResponse(
-            headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
-        )
+        resp = hostile.stream_response(content_type)
+        resp.headers["Cache-Control"] = "no-cache"
         await resp.prepare(request)
         request[_STREAMING] = True
         self.streams_open += 1
@@ -268,6 +276,8 @@ class FakeBackend:
         try:
             first = True
             for index, event in enumerate([*head, *content, *tail]):
+                if index == self.faults.unframed_after:
+                    await hostile.write_unframed(self, resp)
                 in_content = len(head) <= index
                 drop = self.faults.drop_after_chunks
                 if drop is not None and in_content and index - len(head) >= drop:
@@ -312,6 +322,10 @@ class FakeBackend:
             if self.max_recorded is not None and len(self.requests) > self.max_recorded:
                 del self.requests[: len(self.requests) - self.max_recorded]
             self._notify()
+            inference = endpoint_of(request.method, request.path) is not None
+            moved = hostile.redirect(self, request, inference)
+            if moved is not None:
+                return moved
             if self.kind == "llamacpp" and self.faults.loading:
                 return self.error(request, 503, "Loading model")  # llama-server gates every route
             status = self.faults.health_status

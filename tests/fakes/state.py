@@ -85,6 +85,20 @@ class Faults:
     health_status: int | None = None
     malformed_json: bool = False
     retry_after: int | None = None
+    # hostile backends (issue 11, written by `hostile`); each applies while it is set.
+    # Non-streaming chat/completion answers:
+    response_bytes: int | None = None  # a valid JSON answer padded to exactly this many bytes
+    response_chunked: bool = False  # ... sent chunked: no Content-Length announces its size
+    endless_body: bool = False  # a JSON answer that never ends (an open array, flat out)
+    truncate_json: bool = False  # half the JSON answer, well framed, status 200
+    # Streaming answers:
+    stream_body: str | None = None  # "json" (a whole completion) or "html" instead of events
+    stream_content_type: str | None = None  # the Content-Type sent; "" leaves the header out
+    unframed_after: int | None = None  # after N whole events, bytes that never end an event
+    unframed_delay_s: float = 0.0  # ... a byte per this many seconds; 0: 64 KiB writes flat out
+    # Any request:
+    redirect_to: str | None = None  # inference requests get a 307 to this base URL + their path
+    redirect_probes: bool = False  # ... and so do all other requests (the probes' metadata calls)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Merge a partial dict (control endpoint); unknown keys are a caller bug, so raise."""
