@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -214,6 +214,12 @@ class Nexus:
         self.inflight -= 1
         if self.inflight <= 0 and self.shutting_down:
             self._idle.set()
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """``/v1/stats`` — the same document on the API, the control socket and the dashboard."""
+        snapshot = self.stats.snapshot(self.registry, self.uptime_seconds)
+        snapshot["inflight"] = self.inflight
+        return snapshot
 
     def record(self, record: RequestRecord, prompt_preview: str | None = None) -> None:
         """The single hand-off of a finished request to every consumer."""

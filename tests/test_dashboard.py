@@ -48,6 +48,12 @@ def test_page_assets_and_no_js_fallback(fakes, nexus) -> None:
     missing = httpx.get(d.url + "/assets/nope.js")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert "cdn" not in html.lower() and "https://" not in html
+    # the reference's asset names (its end-to-end script checks them) serve the same files
+    assert (
+        httpx.get(d.url + "/assets/dashboard.js").content
+        == httpx.get(d.url + "/assets/app.js").content
+    )
+    assert httpx.get(d.url + "/assets/styles.css").content == css.content
 
 
 def _chrome():

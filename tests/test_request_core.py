@@ -318,3 +318,21 @@ def test_a_model_nobody_serves_triggers_a_probe_before_404(fakes, nexus) -> None
     assert r.headers["x-nexus-backend"] == f"ollama-{fake.port}"
     # and a model that really is nowhere is still a quick 404
     assert chat(d.url, "nowhere:1b").status_code == 404
+
+
+def test_inflight_is_one_number_on_every_stats_surface(fakes, nexus) -> None:
+    slow = fakes("ollama", ["llama3:8b"])
+    slow.faults.latency_s = 1.0
+    d = nexus({"backends": [ollama_backend("box", slow.url)]})
+    d.wait_healthy("box")
+    worker = threading.Thread(target=lambda: chat(d.url))
+    worker.start()
+    assert d.wait_until(lambda: d.core.inflight == 1)
+    api = httpx.get(d.url + "/v1/stats").json()
+    control = httpx.Client(transport=httpx.HTTPTransport(uds=str(d.control_path))).get(
+        "http://nexus/v1/stats"
+    )
+    assert api["inflight"] == control.json()["inflight"] == 1
+    worker.join(10)
+    d.wait_idle()
+    assert httpx.get(d.url + "/v1/stats").json()["inflight"] == 0

@@ -55,7 +55,7 @@ def create_quart_app(core: Nexus) -> Quart:
 
     @app.get("/v1/stats")
     async def stats() -> Response:
-        return _json(core.stats.snapshot(core.registry, core.uptime_seconds))
+        return _json(core.stats_snapshot())
 
     @app.get("/v1/history")
     async def history() -> Response:

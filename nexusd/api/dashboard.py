@@ -55,6 +55,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+#: the reference's asset names (its own end-to-end script fetches them): the same files
+ASSET_ALIASES = {"dashboard.js": "app.js", "styles.css": "style.css"}
 #: the badge beside the model in the requests table; chat (the common case) has none.
 #: app.js has the same map.
 KIND_BADGES = {"completions": "compl", "embeddings": "embed"}
@@ -164,7 +166,7 @@ def backend_views(core: Nexus) -> list[dict[str, Any]]:
 
 def snapshot(core: Nexus) -> dict[str, Any]:
     return {
-        "stats": core.stats.snapshot(core.registry, core.uptime_seconds),
+        "stats": core.stats_snapshot(),
         "backends": backend_views(core),
         "history": [record_view(r.to_json()) for r in core.history.recent(HISTORY_ROWS)],
     }
@@ -198,6 +200,7 @@ def install_dashboard(app: Quart, core: Nexus) -> None:
 
     @app.get("/assets/<name>")
     async def asset(name: str) -> Response:
+        name = ASSET_ALIASES.get(name, name)
         if name not in assets:  # only the package's own files, by exact name
             raise NotFound()  # → the OpenAI-envelope 404 of every unknown path
         response = Response(assets[name], 200, content_type=ASSETS[name])

@@ -225,6 +225,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "stats": obj(
         {
             "uptime_seconds": INT,
+            "inflight": INT,
             "requests": obj({"total": INT, "success": INT, "errors": INT}),
             "endpoints": obj({"chat": INT, "completions": INT, "embeddings": INT}),
             "backends": {

@@ -407,7 +407,7 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
 
     @app.get("/v1/stats")
     async def stats() -> Response:
-        return _json(core.stats.snapshot(core.registry, core.uptime_seconds))
+        return _json(core.stats_snapshot())
 
     @app.get("/v1/logging")
     async def get_logging() -> Response:
