@@ -40,6 +40,8 @@ class StreamRelay:
         self.upstream = upstream
         self.decoder = decoder
         self._closed = False
+        #: pieces of the answer sent so far (said in the error if the backend stops)
+        self.relayed = 0
 
     async def events(self) -> AsyncIterator[bytes]:
         core, ex, decoder = self.core, self.exchange, self.decoder
@@ -50,12 +52,14 @@ class StreamRelay:
             if out:
                 if b'"usage"' in out:  # only the final event carries it: a cheap test
                     trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
+                self.relayed += 1
                 yield out
             async for chunk in self.upstream.chunks():
                 out = decoder.feed(chunk)
                 if out:
                     if b'"usage"' in out:
                         trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
+                    self.relayed += 1
                     yield out
             tail = decoder.flush()
             if tail:
@@ -70,7 +74,11 @@ class StreamRelay:
             if core.shutting_down:
                 message = "Nexus is shutting down; the stream was ended at the drain deadline"
             else:
-                message = f"Backend '{self.backend.name}' failed mid-stream: {exc.message}"
+                n = self.relayed
+                message = (
+                    f"Backend '{self.backend.name}' failed mid-stream, after "
+                    f"{n} chunk{'' if n == 1 else 's'}: {exc.message}"
+                )
                 if exc.counts_against_backend:
                     core.health.note_passive_failure(self.backend, exc.message)
             log.warning("stream %s ended early: %s", ex.request_id, message)

@@ -278,6 +278,11 @@ def test_mid_stream_drop_ends_with_error_event(fakes, nexus) -> None:
     )
     assert content == "one two "
     assert "error" in payloads[-1] and "mid-stream" in payloads[-1]["error"]["message"]
+    # in words, not aiohttp's repr (which reads like an HTTP 400 from the backend)
+    message = payloads[-1]["error"]["message"]
+    assert "closed the connection before its answer was complete" in message
+    assert "after " in message and " chunk" in message
+    assert "TransferEncodingError" not in message and "400" not in message
     d.wait_idle()
 
     client = openai.OpenAI(base_url=d.url + "/v1", api_key="x")

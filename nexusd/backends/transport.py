@@ -349,6 +349,16 @@ def has_boundary(last: int, chunk: bytes) -> bool:
     return b"\r" in chunk and (b"\n\r" in chunk or b"\r\r" in chunk)
 
 
+def broken_connection(exc: BaseException) -> str:
+    """What happened, in words: aiohttp's own text (``<TransferEncodingError: 400, …>``)
+    reads like an HTTP 400 from the backend, which it is not."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the backend closed the connection before its answer was complete"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"the connection to the backend broke ({exc.strerror.lower()})"
+    return "the connection to the backend broke"
+
+
 def translate(exc: Exception, phase: str, seconds: float) -> UpstreamError:
     """aiohttp's (and the OS's) failures in our vocabulary, with a message fit for people."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -358,7 +368,7 @@ def translate(exc: Exception, phase: str, seconds: float) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamConnectError(f"connection lost while reading the response: {exc}")
+        return UpstreamConnectError(broken_connection(exc))
     if isinstance(exc, aiohttp.ClientError | OSError):
         return UpstreamConnectError(f"connection failed: {exc or type(exc).__name__}")
     return UpstreamError(f"{type(exc).__name__}: {exc}")
@@ -417,9 +427,7 @@ class AiohttpStream:
                 except (aiohttp.ClientError, OSError) as exc:
                     if self._timed_out:
                         raise self._timeout() from None
-                    raise UpstreamConnectError(
-                        f"backend connection lost mid-stream: {exc}"
-                    ) from exc
+                    raise UpstreamConnectError(broken_connection(exc)) from exc
                 if not chunk:
                     if self._timed_out:
                         raise self._timeout()
