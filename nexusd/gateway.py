@@ -204,7 +204,7 @@ class Gateway:
                         )
                     )
                     self.core.metrics.observe_attempt_failure(
-                        attempt_error_type(exc), intent.requested_model
+                        attempt_error_type(exc), intent.requested_model, backend.id
                     )
                     self._note_failure(backend, exc, model, intent.requirements)
                     intent.excluded.add(backend.id)
@@ -256,7 +256,6 @@ class Gateway:
                 raise
             return StreamAnswer(StreamRelay(self.core, ex, backend, result, decoder), headers)
         lease.release()
-        backend.total_requests += 1
         status, body = result
         trace.prompt_tokens, trace.completion_tokens = usage_of(body)
         return Answer(status, body, "application/json", headers)

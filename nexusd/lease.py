@@ -54,6 +54,9 @@ class Lease:
         self.backend = backend
         self._released = False
         backend.pending += 1
+        # every attempt sent to a backend is one of its requests, whatever becomes of it: the
+        # one count behind /v1/stats, the control API and the dashboard (errors: its faults)
+        backend.total_requests += 1
 
     @property
     def released(self) -> bool:

@@ -99,7 +99,7 @@ class Metrics:
         self.errors = Counter(
             "nexus_errors",
             "Total number of errors encountered",
-            ["error_type", "model"],
+            ["error_type", "model", "backend"],
             registry=r,
         )
         self.fallbacks = Counter(
@@ -182,7 +182,7 @@ class Metrics:
             )
         counter.inc()
         if rec.error_type:
-            self.errors.labels(rec.error_type, self._model(rec.requested_model)).inc()
+            self.errors.labels(rec.error_type, self._model(rec.requested_model), backend).inc()
         if rec.fallback_model and rec.ok:
             self.fallbacks.labels(
                 self._model(rec.requested_model), self._model(rec.fallback_model)
@@ -198,9 +198,10 @@ class Metrics:
         if rec.overhead_ms is not None:
             self.overhead.observe(rec.overhead_ms / 1000)
 
-    def observe_attempt_failure(self, error_type: str, requested_model: str) -> None:
-        """Each failed upstream attempt (even one a retry later rescued) counts as an error."""
-        self.errors.labels(error_type, self._model(requested_model)).inc()
+    def observe_attempt_failure(self, error_type: str, requested_model: str, backend: str) -> None:
+        """Each failed upstream attempt (even one a retry later rescued) counts as an error,
+        attributed to the backend that failed."""
+        self.errors.labels(error_type, self._model(requested_model), sanitise(backend)).inc()
 
     def observe_probe(self, backend_id: str, seconds: float) -> None:
         self.backend_latency.labels(sanitise(backend_id)).observe(seconds)

@@ -66,7 +66,6 @@ class StreamRelay:
                 if b'"usage"' in tail:
                     trace.prompt_tokens, trace.completion_tokens = stream_usage(tail)
                 yield tail
-            self.backend.total_requests += 1
             self._close()
             ex.finish("ok", 200)
         except UpstreamError as exc:

@@ -27,8 +27,10 @@ ENDPOINTS = tuple(e.value for e in Endpoint)
 
 @dataclass(slots=True)
 class _BackendStats:
-    requests: int = 0
-    errors: int = 0
+    """Latencies of the requests a backend answered (its request and error counts live on
+    the backend itself, counted per attempt by its leases: one source for every surface)."""
+
+    records: int = 0
     latency_sum_ms: float = 0.0
     ttft_sum_ms: float = 0.0
     ttft_count: int = 0
@@ -75,8 +77,7 @@ class Stats:
             b = self.backends.get(rec.backend)
             if b is None:
                 b = self.backends[rec.backend] = _BackendStats()
-            b.requests += 1
-            b.errors += not rec.ok
+            b.records += 1
             b.latency_sum_ms += rec.latency_ms
             b.recent_ms.append(rec.latency_ms)
             if rec.ttft_ms is not None:
@@ -109,10 +110,10 @@ class Stats:
                     "id": backend.id,
                     "name": backend.name,
                     "status": backend.status.value,
-                    "requests": s.requests,
-                    "errors": s.errors,
-                    "average_latency_ms": round(s.latency_sum_ms / s.requests, 1)
-                    if s.requests
+                    "requests": backend.total_requests,
+                    "errors": backend.errors,
+                    "average_latency_ms": round(s.latency_sum_ms / s.records, 1)
+                    if s.records
                     else 0.0,
                     "p95_latency_ms": round(percentile(list(s.recent_ms), 95), 1)
                     if s.recent_ms

@@ -107,9 +107,14 @@ def test_mixed_traffic_counted_exactly(fake_host: FakeHost, fakes, nexus) -> Non
     assert requests_total(m, "mistral_7b", "good", 200) == 1
     total = sum(v for (n, _), v in m.items() if n == "nexus_requests_total")
     assert total == 6
-    assert value(m, "nexus_errors_total", error_type="backend_error", model="llama3_8b") == 3
-    assert value(m, "nexus_errors_total", error_type="model_not_found", model="nope") == 1
-    assert value(m, "nexus_errors_total", error_type="stream_interrupted", model="drop_model") == 1
+    # every failed attempt is attributed to the backend that failed (issue #12: numbers agree)
+    errors = "nexus_errors_total"
+    assert value(m, errors, error_type="backend_error", model="llama3_8b", backend="dead") == 3
+    assert value(m, errors, error_type="model_not_found", model="nope", backend="none") == 1
+    assert (
+        value(m, errors, error_type="stream_interrupted", model="drop_model", backend="dropper")
+        == 1
+    )
     assert value(m, "nexus_fallbacks_total", from_model="gone_1b", to_model="mistral_7b") == 1
     assert value(m, "nexus_request_duration_seconds_count", model="llama3_8b", backend="good") == 3
     assert (
@@ -131,7 +136,21 @@ def test_mixed_traffic_counted_exactly(fake_host: FakeHost, fakes, nexus) -> Non
     by_backend = {b["id"]: b for b in stats["backends"]}
     assert by_backend["good"]["requests"] == 4 and by_backend["good"]["errors"] == 0
     assert by_backend["dropper"]["requests"] == 1 and by_backend["dropper"]["errors"] == 1
-    assert by_backend["dead"]["requests"] == 0
+    # the failing backend is visible: 3 attempts, 3 errors — the same on every surface
+    assert (by_backend["dead"]["requests"], by_backend["dead"]["errors"]) == (3, 3)
+    control = httpx.Client(transport=httpx.HTTPTransport(uds=str(d.control_path)))
+    listed = {b["id"]: b for b in control.get("http://nexus/v1/backends").json()["backends"]}
+    control_stats = control.get("http://nexus/v1/stats").json()
+    for bid in ("dead", "good", "dropper"):
+        same = (by_backend[bid]["requests"], by_backend[bid]["errors"])
+        assert (listed[bid]["total_requests"], listed[bid]["errors"]) == same
+        cstat = next(b for b in control_stats["backends"] if b["id"] == bid)
+        assert (cstat["requests"], cstat["errors"]) == same
+    page = httpx.get(d.url + "/").text
+    for bid in ("dead", "dropper"):
+        card = page[page.index(f'data-backend="{bid}"') :]
+        shown = card[card.index('data-field="requests">') + 22 :].split("<", 1)[0]
+        assert int(shown) == by_backend[bid]["requests"]
     assert by_backend["good"]["p95_latency_ms"] > 0 and by_backend["good"]["pending"] == 0
     models = {m["name"]: m for m in stats["models"]}
     assert models["llama3:8b"]["requests"] == 3
