@@ -322,3 +322,39 @@ def test_app_js_renders_kinds_and_older_records_without_the_field(tmp_path) -> N
     )
     for chat in ("r-old", "r-old2", "r-chat"):
         assert 'class="kind' not in rows[chat]
+
+
+def test_failover_rows_say_so_and_uptime_reads_like_time(fakes, nexus) -> None:
+    import re
+
+    dead = fakes("ollama", ["llama3:8b"])
+    good = fakes("ollama", ["llama3:8b"])
+    d = nexus(
+        {
+            "backends": [
+                {"name": "dead", "url": dead.url, "type": "ollama", "priority": 1},
+                {"name": "good", "url": good.url, "type": "ollama", "priority": 90},
+            ],
+            "health_check": {"interval_seconds": 3600, "failure_threshold": 10},
+        }
+    )
+    d.wait_healthy("dead", "good")
+    dead.faults.fail_status = 500
+    r = httpx.post(
+        d.url + "/v1/chat/completions",
+        json={"model": "llama3:8b", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert r.headers["x-nexus-backend"] == "good"
+    d.wait_idle()
+    page = httpx.get(d.url + "/").text
+    row = page[page.index(f'data-request="{r.headers["x-nexus-request-id"]}"') :].split("</tr>")[0]
+    assert "failover ×1" in row and "failed first: dead" in row
+    uptime = page[page.index('data-summary="uptime"') :].split("</div></div>")[0]
+    assert re.search(r">\d+(s|m \d\ds|h \d\dm|d \d+h)$", uptime), uptime
+
+
+def test_duration_format() -> None:
+    from nexusd.api.dashboard import _duration
+
+    cases = {0: "0s", 42: "42s", 249: "4m 09s", 7500: "2h 05m", 273_600: "3d 4h"}
+    assert {s: _duration(s) for s in cases} == cases

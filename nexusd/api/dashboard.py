@@ -225,12 +225,40 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _duration(seconds: int) -> str:
+    """``3d 4h``, ``2h 05m``, ``4m 09s``, ``42s``: uptime as people read it (app.js: same)."""
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _retry_badge(r: dict[str, Any]) -> str:
+    """A request that needed a failover or a fallback says so (the route reason alone hid it)."""
+    failed = r.get("failed_backends") or []
+    if r.get("fallback_model"):
+        return ' <span class="badge retry" title="a fallback model answered">fallback</span>'
+    if failed:
+        tried = ", ".join(failed)
+        return (
+            f' <span class="badge retry" title="failed first: {_e(tried)}">'
+            f"failover ×{len(failed)}</span>"
+        )
+    return ""
+
+
 def _summary(data: dict[str, Any]) -> str:
     s = data["stats"]
     healthy = sum(1 for b in data["backends"] if b["status"] == "healthy")
     models = {m["id"] for b in data["backends"] if b["status"] == "healthy" for m in b["models"]}
     cards = [
-        ("Uptime", f"{s['uptime_seconds']} s", "uptime"),
+        ("Uptime", _duration(s["uptime_seconds"]), "uptime"),
         ("Requests", s["requests"]["total"], "requests"),
         ("Errors", s["requests"]["errors"], "errors"),
         ("Backends healthy", f"{healthy}/{len(data['backends'])}", "backends"),
@@ -319,7 +347,7 @@ def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> s
             f"<td>{_e(names.get(r['backend'] or '', r['backend'] or '-'))}</td>"
             f"<td>{r['status_code']}</td><td>{r['latency_ms']:.0f} ms</td>"
             f"<td>{ttft}</td>"
-            f"<td>{_e(r['route_reason'] or r['error_type'] or '')}</td></tr>"
+            f"<td>{_e(r['route_reason'] or r['error_type'] or '')}{_retry_badge(r)}</td></tr>"
         )
     body = "".join(rows) or '<tr class="empty"><td colspan="7">No requests yet.</td></tr>'
     return (

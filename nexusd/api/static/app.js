@@ -18,11 +18,29 @@
 
   function fmtMs(v) { return v == null ? "-" : (v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms"); }
 
+  // the same as _duration() in dashboard.py
+  function duration(seconds) {
+    const t = Math.floor(seconds), d = Math.floor(t / 86400), h = Math.floor((t % 86400) / 3600);
+    const m = Math.floor((t % 3600) / 60), sec = t % 60, two = (n) => String(n).padStart(2, "0");
+    if (d) return `${d}d ${h}h`;
+    if (h) return `${h}h ${two(m)}m`;
+    if (m) return `${m}m ${two(sec)}s`;
+    return `${sec}s`;
+  }
+
+  // the same as _retry_badge() in dashboard.py
+  function retryBadge(r) {
+    const failed = r.failed_backends || [];
+    if (r.fallback_model) return ' <span class="badge retry" title="a fallback model answered">fallback</span>';
+    if (failed.length) return ` <span class="badge retry" title="failed first: ${esc(failed.join(", "))}">failover ×${failed.length}</span>`;
+    return "";
+  }
+
   function summary() {
     const s = state.stats, b = state.backends;
     const healthy = b.filter((x) => x.status === "healthy");
     const models = new Set(healthy.flatMap((x) => x.models.map((m) => m.id)));
-    const cards = [["Uptime", s.uptime_seconds + " s", "uptime"], ["Requests", s.requests.total, "requests"],
+    const cards = [["Uptime", duration(s.uptime_seconds), "uptime"], ["Requests", s.requests.total, "requests"],
       ["Errors", s.requests.errors, "errors"], ["Backends healthy", healthy.length + "/" + b.length, "backends"],
       ["Models available", models.size, "models"]];
     $("#summary").innerHTML = cards.map(([l, v, k]) =>
@@ -79,7 +97,7 @@
       const served = r.served_model && r.served_model !== r.requested_model ? " → " + r.served_model : "";
       return `<tr data-request="${esc(r.request_id)}" class="${esc(r.status)}"><td>${when}</td><td>${esc(r.requested_model + served)}${kindBadge(r.endpoint)}</td>` +
         `<td>${esc(names[r.backend] || r.backend || "-")}</td><td>${r.status_code}</td><td>${fmtMs(r.latency_ms)}</td>` +
-        `<td>${fmtMs(r.ttft_ms)}</td><td>${esc(r.route_reason || r.error_type || "")}</td></tr>`;
+        `<td>${fmtMs(r.ttft_ms)}</td><td>${esc(r.route_reason || r.error_type || "")}${retryBadge(r)}</td></tr>`;
     }).join("") || '<tr class="empty"><td colspan="7">No requests yet.</td></tr>';
     $("#history-body").innerHTML = rows;
   }
