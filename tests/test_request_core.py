@@ -336,3 +336,16 @@ def test_inflight_is_one_number_on_every_stats_surface(fakes, nexus) -> None:
     worker.join(10)
     d.wait_idle()
     assert httpx.get(d.url + "/v1/stats").json()["inflight"] == 0
+
+
+def test_models_listing_finds_a_server_started_after_the_daemon(fakes, nexus) -> None:
+    """README order: `nexus serve` (step 1), then the fake Ollama, then `curl /v1/models`."""
+    fake = fakes("ollama", ["llama3:8b"])
+    d = nexus({"discovery": {"probe": True, "probe_ports": [fake.port]}})
+    # the start-up scan ran before this test could know; forget what it found to mimic a
+    # server that starts later
+    for backend in list(d.core.registry.all()):
+        d.call(lambda b=backend: d.core.registry.remove(b.id))
+    d.call(lambda: setattr(d.core.probe, "_last_scan", float("-inf")))
+    listing = httpx.get(d.url + "/v1/models").json()["data"]
+    assert [m["id"] for m in listing] == ["llama3:8b"]

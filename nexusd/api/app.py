@@ -63,6 +63,9 @@ def create_quart_app(core: Nexus) -> Quart:
 
     @app.get("/v1/models")
     async def list_models() -> Response:
+        # a server started since the last periodic probe shows up here at once (the scan is
+        # rate-limited and shared, and does nothing when the probe is off)
+        await core.probe.scan_now()
         data = []
         for model_id in core.registry.model_names():
             entries = [
