@@ -50,7 +50,6 @@ from nexusd.routing.pipeline import (
     CONTEXT_LENGTH_EXCEEDED,
     MODEL_NOT_CAPABLE,
     WRONG_ENDPOINT,
-    Decision,
     Outcome,
     mismatches,
 )
@@ -217,16 +216,13 @@ class Gateway:
                 backend.note_latency(took * 1000)
                 self.core.health.note_passive_success(backend)
                 trace.attempts.append(Attempt(backend.id, model, "ok", None, 200, took * 1000))
-                return self._answer(
-                    ex, call, decision, backend, model, lease, result, upstream_s + took
-                )
+                return self._answer(ex, call, backend, model, lease, result, upstream_s + took)
         raise self._exhausted(intent, trace, chain, last_error)
 
     def _answer(
         self,
         ex: Exchange,
         call: Call,
-        decision: Decision,
         backend: Backend,
         model: str,
         lease: Any,
@@ -235,17 +231,19 @@ class Gateway:
     ) -> Answer | StreamAnswer:
         ex.advance(Phase.ROUTED)
         trace = ex.trace
-        trace.route_reason = decision.reason
         trace.backend, trace.served_model = backend.id, model
         trace.backend_name, trace.backend_type = backend.name, backend.kind
         fallback = model != trace.resolved_model
         if fallback:
             trace.fallback_model = model
+        # one vocabulary on every surface (header, record, history, logs, dashboard): why this
+        # backend, in the reference's words; the strategy's own detail stays in the decision
+        trace.route_reason = route_reason(fallback, len(trace.attempts) > 1)
         elapsed = time.perf_counter() - ex.started_perf
         trace.ttft_ms = elapsed * 1000
         trace.overhead_ms = (elapsed - upstream_s) * 1000
         headers = self._headers(
-            ex.request_id, backend, fallback, len(trace.attempts) > 1, model, trace.overhead_ms
+            ex.request_id, backend, trace.route_reason, fallback, model, trace.overhead_ms
         )
         if call.stream:
             ex.hold(lease)
@@ -470,8 +468,8 @@ class Gateway:
     def _headers(
         request_id: str,
         backend: Backend,
+        reason: str,
         fallback: bool,
-        retried: bool,
         model: str,
         overhead_ms: float,
     ) -> dict[str, str]:
@@ -479,7 +477,7 @@ class Gateway:
             "X-Nexus-Request-Id": request_id,
             "X-Nexus-Backend": backend.name,
             "X-Nexus-Backend-Type": backend.kind,
-            "X-Nexus-Route-Reason": "failover" if fallback or retried else "capability-match",
+            "X-Nexus-Route-Reason": reason,
             "X-Nexus-Privacy-Zone": backend.zone.value,
             "X-Nexus-Overhead-Ms": f"{max(overhead_ms, 0.0):.2f}",
         }
@@ -502,6 +500,12 @@ def _predicted(req: Requirements, backend: Backend, model: str) -> bool:
     if info is None:
         return False
     return any(code == WRONG_ENDPOINT for _, code, _, _, _ in mismatches(req, info))
+
+
+def route_reason(fallback: bool, retried: bool) -> str:
+    """``X-Nexus-Route-Reason`` and the record's ``route_reason``: ``failover`` when another
+    backend or a fallback model had to step in, else ``capability-match``."""
+    return "failover" if fallback or retried else "capability-match"
 
 
 def count_prompt(call: Call, model: str) -> TokenCount:

@@ -40,7 +40,7 @@ def make_record(request_id: str, endpoint: str = "chat", **overrides: Any) -> Re
         "prompt_tokens": kind["prompt_tokens"],
         "completion_tokens": kind["completion_tokens"],
         "stream": False,
-        "route_reason": "highest_score:box:80",
+        "route_reason": "capability-match",
         "retries": 0,
         "fallback_model": None,
         "outcome": "ok",

@@ -524,3 +524,39 @@ def test_completion_log_line_names_the_kind(fmt: LogFormat) -> None:
         "completions stream llama3:8b → llama3:8b@box 200 120.0ms",
         "chat llama3:8b → llama3:8b@box 200 120.0ms",
     ]
+
+
+def test_route_reason_is_one_vocabulary_on_every_surface(fakes, nexus, captured_logs) -> None:
+    dead = fakes("ollama", ["llama3:8b"])
+    good = fakes("ollama", ["llama3:8b"])
+    d = nexus(
+        {
+            "backends": [
+                ollama_backend("dead", dead.url, priority=1),
+                ollama_backend("good", good.url, priority=90),
+            ],
+            "health_check": {"interval_seconds": 3600, "failure_threshold": 10},
+        }
+    )
+    d.wait_healthy("dead", "good")
+    plain = post(d, "llama3:8b")
+    dead.faults.fail_status = 500
+    failover = post(d, "llama3:8b")
+    d.wait_idle()
+    control = httpx.Client(transport=httpx.HTTPTransport(uds=str(d.control_path)))
+    recent = control.get("http://nexus/v1/requests").json()["requests"]
+    history = {r["request_id"]: r for r in httpx.get(d.url + "/v1/history").json()}
+    logged = {
+        line["request_id"]: line
+        for line in map(json.loads, captured_logs.getvalue().splitlines())
+        if "request_id" in line
+    }
+    page = httpx.get(d.url + "/").text
+    for r, expected in ((plain, "capability-match"), (failover, "failover")):
+        rid = r.headers["x-nexus-request-id"]
+        assert r.headers["x-nexus-route-reason"] == expected
+        assert history[rid]["route_reason"] == expected
+        assert next(x for x in recent if x["request_id"] == rid)["route_reason"] == expected
+        assert logged[rid]["route_reason"] == expected
+        row = page[page.index(f'data-request="{rid}"') :].split("</tr>")[0]
+        assert f"<td>{expected}" in row
