@@ -35,7 +35,6 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,16 +42,14 @@ from urllib.parse import urlsplit, urlunsplit
 from quart import Quart, Response
 from werkzeug.exceptions import NotFound
 
+from nexusd.api.asgi import ASGIApp, Receive, Scope, Send
+
 if TYPE_CHECKING:
     from nexusd.core import Nexus
     from nexusd.events import Event, Subscription
 
 log = logging.getLogger("nexus.api")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 #: the reference's asset names (its own end-to-end script fetches them): the same files

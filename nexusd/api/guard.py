@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from nexusd.api.asgi import ASGIApp, Receive, Scope, Send
 from nexusd.errors import NexusError
 
 if TYPE_CHECKING:
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nexus.api")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: verdicts remembered per ``Host`` value (cleared when full: hostile values cannot grow it)
 HOST_MEMO = 256

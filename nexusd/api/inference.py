@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from nexusd.api.asgi import ASGIApp, Receive, Scope, Send
 from nexusd.api.errors import too_large
 from nexusd.api.inbound import OPENAI_ADAPTERS, InboundAdapter
 from nexusd.errors import (
@@ -39,10 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nexus.api")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: a client that left is noticed within this delay (its disconnect waits in the queue)
 WATCH_AFTER = 0.1
