@@ -35,6 +35,7 @@ import httpx
 import pytest
 
 from nexusd.types import BackendStatus
+from tests.browser import chrome
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
 
@@ -838,34 +839,6 @@ def test_app_js_applies_batches_once_per_row(tmp_path) -> None:
 # --- 5. the same attacks from a real browser ----------------------------------------------------
 
 
-def _chrome(*flags: str):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver missing: .ci/run installs them")
-        pytest.skip("chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        *flags,
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
 _ATTACK_PAGE = """<!doctype html><html><body><script>
 window.results = {};
 const target = "%(target)s";
@@ -912,7 +885,7 @@ def test_a_hostile_page_in_a_real_browser_gets_nothing(fakes, nexus) -> None:
     d = nexus({"backends": [ollama_backend("box", fake.url)]})
     d.wait_healthy("box")
     _, port = _addr(d)
-    browser = _chrome(f"--host-resolver-rules=MAP {REBIND} 127.0.0.1")
+    browser = chrome(f"--host-resolver-rules=MAP {REBIND} 127.0.0.1")
     try:
         with _attacker_site(_ATTACK_PAGE % {"target": d.url}) as site:
             browser.get(site + "/")
@@ -950,7 +923,7 @@ def test_hostile_model_names_in_a_real_browser(fakes, nexus) -> None:
         d.url + "/v1/chat/completions",
         json={"model": "<!--<script>", "messages": [{"role": "user", "content": "x"}]},
     )
-    browser = _chrome()
+    browser = chrome()
     try:
         browser.get(d.url + "/")
         # app.js ran (the page parsed) and reached the live feed

@@ -15,6 +15,7 @@ import aiohttp
 import httpx
 import pytest
 
+from tests.browser import chrome
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
@@ -56,34 +57,6 @@ def test_page_assets_and_no_js_fallback(fakes, nexus) -> None:
     assert httpx.get(d.url + "/assets/styles.css").content == css.content
 
 
-def _chrome():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver missing: .ci/run installs them")
-        pytest.skip("chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-        "--disable-dev-shm-usage",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
 def test_dashboard_live_in_headless_chromium(fake_host: FakeHost, fakes, nexus) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -100,7 +73,7 @@ def test_dashboard_live_in_headless_chromium(fake_host: FakeHost, fakes, nexus) 
         }
     )
     d.wait_healthy("box", "gpu")
-    browser = _chrome()
+    browser = chrome()
     try:
         browser.get(d.url + "/")
         wait = WebDriverWait(browser, 10)
