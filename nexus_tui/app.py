@@ -170,6 +170,8 @@ class NexusApp(App[int]):
 
     def on_polled(self, message: Polled) -> None:
         self.changed(self.state.apply_poll(message.status, message.backends))
+        if message.trends is not None:
+            self.changed(self.state.apply_trends(message.trends))
 
     def changed(self, topics: Iterable[str]) -> None:
         """Coalesce: many events in one burst cause one refresh of the visible screens."""

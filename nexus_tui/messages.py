@@ -50,6 +50,13 @@ class BackendRefreshed(Message):
 class Polled(Message):
     """Periodic counters: status and the backends list (pending, latency EMA, totals)."""
 
-    def __init__(self, status: dict[str, Any] | None, backends: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        status: dict[str, Any] | None,
+        backends: list[dict[str, Any]],
+        trends: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.status, self.backends = status, backends
+        #: ``GET /v1/trends``, every few polls (None in between)
+        self.trends = trends

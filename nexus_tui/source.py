@@ -32,6 +32,9 @@ from nexus_tui.messages import (
 )
 from nexus_tui.state import MAX_REQUESTS
 
+#: how often the poll loop also reads ``GET /v1/trends`` (the series move once a minute)
+TRENDS_EVERY = 10.0
+
 if TYPE_CHECKING:
     from textual.app import App
 
@@ -69,13 +72,22 @@ async def fetch_snapshot(call: Any) -> dict[str, Any]:
             return {}
         return ((config or {}).get("values") or {}).get("tui.keymap", {}).get("value") or {}
 
-    status, backends, aliases, fallbacks, requests, keys = await asyncio.gather(
+    async def trends() -> Any:
+        from nexusd.control.client import Refused
+
+        try:  # optional: a daemon from before GET /v1/trends still gets a working TUI
+            return await call("GET", "/v1/trends")
+        except Refused:
+            return {}
+
+    status, backends, aliases, fallbacks, requests, keys, trend = await asyncio.gather(
         call("GET", "/v1/status"),
         call("GET", "/v1/backends"),
         call("GET", "/v1/aliases"),
         call("GET", "/v1/fallbacks"),
         call("GET", f"/v1/requests?limit={MAX_REQUESTS}"),
         keymap(),
+        trends(),
     )
     return {
         "status": status,
@@ -84,6 +96,7 @@ async def fetch_snapshot(call: Any) -> dict[str, Any]:
         "fallbacks": fallbacks["fallbacks"],
         "requests": requests["requests"],
         "keymap": keys if isinstance(keys, dict) else {},
+        "trends": trend if isinstance(trend, dict) else {},
     }
 
 
@@ -202,7 +215,9 @@ class DaemonSource(Source):
 
         kind = event.get("type")
         if kind == "_poll":
-            app.post_message(Polled(event["status"], event["backends"]["backends"]))
+            app.post_message(
+                Polled(event["status"], event["backends"]["backends"], event.get("trends"))
+            )
             return
         app.post_message(DaemonEvent(event))
         if kind == "backend.status":
@@ -224,13 +239,22 @@ class DaemonSource(Source):
             queue.put_nowait(exc)
 
     async def _poll(self, queue: asyncio.Queue[Any]) -> None:
+        from nexusd.control.client import Refused
+
+        loop = asyncio.get_running_loop()
+        trends_due = loop.time() + TRENDS_EVERY
         try:
             while True:
                 await asyncio.sleep(self.poll_interval)
                 status, backends = await asyncio.gather(
                     self._read("GET", "/v1/status"), self._read("GET", "/v1/backends")
                 )
-                queue.put_nowait({"type": "_poll", "status": status, "backends": backends})
+                poll = {"type": "_poll", "status": status, "backends": backends}
+                if loop.time() >= trends_due:
+                    trends_due = loop.time() + TRENDS_EVERY
+                    with contextlib.suppress(Refused):  # an older daemon: no trends
+                        poll["trends"] = await self._read("GET", "/v1/trends")
+                queue.put_nowait(poll)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

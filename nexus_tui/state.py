@@ -70,6 +70,8 @@ class NexusState:
         self.requests: dict[str, dict[str, Any]] = {}  # request_id -> summary, oldest first
         self.latency: dict[str, deque[float]] = {}
         self.keymap: dict[str, str] = {}
+        #: ``GET /v1/trends``: the last hour per minute, overall and per backend
+        self.trends: dict[str, Any] = {}
 
     # --- whole snapshots -------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class NexusState:
         for record in reversed(snapshot.get("requests") or []):
             self._add_request(record, count=False)
         self.keymap = dict(snapshot.get("keymap") or {})
+        self.trends = dict(snapshot.get("trends") or {})
         return ALL_TOPICS
 
     def apply_poll(
@@ -104,6 +107,17 @@ class NexusState:
                 if self._model_signature() != models_before:
                     changed.add(MODELS)
         return frozenset(changed)
+
+    def apply_trends(self, trends: dict[str, Any] | None) -> frozenset[str]:
+        """Fresh trend series (polled every ``TRENDS_EVERY`` seconds)."""
+        if not isinstance(trends, dict) or trends == self.trends:
+            return frozenset()
+        self.trends = dict(trends)
+        return frozenset({BACKENDS})
+
+    def backend_trend(self, backend_id: str) -> dict[str, Any] | None:
+        found = (self.trends.get("backends") or {}).get(backend_id)
+        return found if isinstance(found, dict) else None
 
     def apply_backend(self, backend: dict[str, Any]) -> frozenset[str]:
         """One backend's full, current JSON (a PATCH answer or a re-fetch after an event)."""

@@ -36,12 +36,16 @@ from nexusd.routing.decisions import DecisionLog
 from nexusd.routing.pipeline import Pipeline
 from nexusd.stats import Stats
 from nexusd.tasks import supervise
+from nexusd.trends import Trends
 from nexusd.types import DiscoverySource, Endpoint, PrivacyZone
 
 if TYPE_CHECKING:
     from nexusd.relay import StreamRelay
 
 log = logging.getLogger("nexus.core")
+
+#: most records read from history at start to draw the last hour's trends
+TRENDS_LOAD = 20_000
 
 
 class Nexus:
@@ -59,6 +63,7 @@ class Nexus:
             self.state_dir / "history.sqlite3" if cfg.history.enabled else None,
             cfg.history.retention_days,
         )
+        self.trends = Trends()
         self.health = HealthChecker(
             self.registry, cfg.health_check, on_probe=self.metrics.observe_probe
         )
@@ -103,6 +108,8 @@ class Nexus:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector)
         await self.history.start()
+        # a first view from the previous run: the last hour's records (read off the loop)
+        self.trends.load(await self.history.query(since=time.time() - 3600, limit=TRENDS_LOAD))
         for bc in self.config.backends:
             self.add_backend(backend_from_config(bc), check=False)
         if self.config.health_check.enabled:
@@ -226,6 +233,7 @@ class Nexus:
         self.metrics.observe(record)
         self.stats.observe(record)
         self.history.add(record)
+        self.trends.observe(record)
         log_completion(record, prompt_preview)
         if self.bus.has_subscribers:
             self.bus.publish("request.completed", record.to_json())

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -57,9 +58,15 @@ def test_page_assets_and_no_js_fallback(fakes, nexus) -> None:
     assert httpx.get(d.url + "/assets/styles.css").content == css.content
 
 
-def test_dashboard_live_in_headless_chromium(fake_host: FakeHost, fakes, nexus) -> None:
+def test_dashboard_live_in_headless_chromium(
+    fake_host: FakeHost, fakes, nexus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from nexusd.api import dashboard
+
+    monkeypatch.setattr(dashboard, "TRENDS_EVERY", 0.5)  # the trend charts follow quickly
 
     fake = fakes("ollama", ["llama3:8b", {"id": "llava:7b", "vision": True}])
     other = fakes("vllm", [{"id": "qwen2.5:7b", "context_length": 32768}])
@@ -93,6 +100,18 @@ def test_dashboard_live_in_headless_chromium(fake_host: FakeHost, fakes, nexus) 
         )
         assert "gpu" in row[0].text and "200" in row[0].text
         assert browser.find_element(By.CSS_SELECTOR, '[data-summary="requests"] .value').text == "1"
+        # the trend charts are redrawn from the live Trends update: overall and the backend
+        # (a flat line is y=23 everywhere; the request lifts one point, whichever minute it is)
+        rate = '{} [data-trend="rate"] polyline'
+
+        def lifted(b: Any, where: str) -> bool:
+            points = b.find_element(By.CSS_SELECTOR, rate.format(where)).get_attribute("points")
+            return any(p.split(",")[1] != "23" for p in points.split())
+
+        for where in ("#overall-trends", '.backend[data-backend="gpu"]'):
+            wait.until(lambda b, w=where: lifted(b, w))
+            charts = browser.find_elements(By.CSS_SELECTOR, f"{where} .trend svg polyline")
+            assert len(charts) == 3
 
         fake_host.stop(fake)
         badge = '.backend[data-backend="box"] .badge'

@@ -1,4 +1,5 @@
-"""Backends: one row per backend with live status, load and a latency sparkline; verbs to
+"""Backends: one row per backend with live status, load and its request rate over the last
+hour (a sparkline, 6 minutes a character); verbs to
 drain, enable/disable, add and remove; `enter` for the details of one backend."""
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ COLUMNS = (
     Column("requests", "Reqs", right=True),
     Column("errors", "Err", right=True),
     Column("models", "Mdl", right=True),
-    Column("spark", "Latency", width=10),
+    Column("spark", "Rate 1h", width=10),
 )
 
 
-def backend_row(backend: dict[str, Any], samples: Iterable[float]) -> dict[str, Cell]:
+def backend_row(backend: dict[str, Any], trend: dict[str, Any] | None) -> dict[str, Cell]:
     return {
         "name": Cell(str(backend.get("name") or backend["id"]), "bold"),
         "type": Cell(str(backend.get("type") or "")),
@@ -46,12 +47,51 @@ def backend_row(backend: dict[str, Any], samples: Iterable[float]) -> dict[str, 
         "requests": cells.num(backend.get("total_requests")),
         "errors": cells.num(backend.get("errors")),
         "models": cells.num(len(backend.get("models") or [])),
-        "spark": cells.sparkline(list(samples), 10),
+        "spark": cells.trend((trend or {}).get("rate") or [], 10),
         "url": Cell(str(backend.get("url") or "")),  # not a column: lets `/` match URLs
     }
 
 
-def backend_facts(backend: dict[str, Any]) -> Table:
+#: characters per last-hour sparkline in the facts grid (5 minutes each)
+FACTS_SPARK = 12
+
+
+def trend_texts(trend: dict[str, Any] | None, width: int = FACTS_SPARK) -> tuple[Text, ...]:
+    """Request rate, p95 and error rate over the last hour as sparklines with the latest
+    values: this minute's rate, the latest p95, the hour's error rate."""
+    if not trend:
+        return (Text("no requests in the last hour", "dim"), Text(""), Text(""))
+    rate = trend.get("rate") or []
+    p95 = [v for v in trend.get("p95_ms") or [] if isinstance(v, (int, float))]
+    total = sum(v for v in rate if isinstance(v, (int, float)))
+    errors = sum(
+        r * e
+        for r, e in zip(rate, trend.get("error_rate") or [], strict=False)
+        if isinstance(r, (int, float)) and isinstance(e, (int, float))
+    )
+    parts = (
+        ("req/min ", cells.trend(rate, width), f" {rate[-1] if rate else 0}"),
+        (
+            "",
+            cells.trend(trend.get("p95_ms") or [], width, how="max"),
+            f" {cells.ms(p95[-1]).plain}" if p95 else f" {cells.DASH}",
+        ),
+        (
+            "errors  ",
+            cells.trend(trend.get("error_rate") or [], width, how="max"),
+            f" {errors / total:.0%}" if total else f" {cells.DASH}",
+        ),
+    )
+    out = []
+    for label, spark, value in parts:
+        text = Text(label, "dim")
+        text.append(spark.plain, spark.style)
+        text.append(value)
+        out.append(text)
+    return tuple(out)
+
+
+def backend_facts(backend: dict[str, Any], trend: dict[str, Any] | None = None) -> Table:
     """The facts of one backend as a two-column grid (details screen and preview)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -80,6 +120,9 @@ def backend_facts(backend: dict[str, Any]) -> Table:
         "Latency",
         cells.ms(backend.get("latency_ema_ms")).plain + " EMA",
     )
+    rate, p95, errors = trend_texts(trend)
+    grid.add_row("Last hour", rate, "p95", p95)
+    grid.add_row("", errors, "", "")
     last_error = backend.get("last_error")
     grid.add_row(
         "Last error",
@@ -116,9 +159,9 @@ class BackendsScreen(NexusScreen):
     def update_view(self, topics: frozenset[str]) -> None:
         if not topics & {BACKENDS, REQUESTS}:
             return
-        latency = self.state.latency
+        state = self.state
         self.table.set_rows(
-            {bid: backend_row(b, latency.get(bid, ())) for bid, b in self.state.backends.items()}
+            {bid: backend_row(b, state.backend_trend(bid)) for bid, b in state.backends.items()}
         )
         self._preview()
 
@@ -147,7 +190,9 @@ class BackendsScreen(NexusScreen):
             ctx = cells.context([int(m.get("context_length") or 0)]).plain
             models.append(f" {ctx} {cells.capabilities(m.get('capabilities')).plain}", "dim")
         preview.border_title = f"{backend.get('name') or backend['id']} · enter for details"
-        preview.update(Group(backend_facts(backend), models))
+        preview.update(
+            Group(backend_facts(backend, self.state.backend_trend(backend["id"])), models)
+        )
 
     def selected(self) -> dict[str, Any] | None:
         key = self.table.selected_key
@@ -258,7 +303,7 @@ class BackendDetailScreen(NexusScreen):
         if backend is None:
             info.update(Text(f"backend {self.backend_id} was removed", tone("bad")))
             return
-        grid = backend_facts(backend)
+        grid = backend_facts(backend, self.state.backend_trend(self.backend_id))
         info.update(grid)
         self.query_one("#backend-models", LiveTable).set_rows(
             {

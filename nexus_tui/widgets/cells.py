@@ -115,6 +115,31 @@ def sparkline(values: list[float], width: int = 8) -> Cell:
     return Cell(bars.ljust(width), tone("accent"), sort=float(tail[-1]))
 
 
+def trend(values: list[Any], width: int = 10, *, how: str = "sum") -> Cell:
+    """A last-hour series (``GET /v1/trends``, one point a minute) in ``width`` characters:
+    consecutive minutes grouped (``sum`` for a rate, ``max`` for latency or error rate),
+    scaled from zero to the largest group; a group without data is a space."""
+    nums: list[float | None] = [
+        float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+        for v in values
+    ]
+    if not nums or width <= 0:
+        return Cell(" " * max(width, 0), sort=-1.0)
+    size = -(-len(nums) // width)  # minutes per character
+    nums = [None] * (size * width - len(nums)) + nums
+    groups: list[float | None] = []
+    for i in range(width):
+        chunk = [v for v in nums[i * size : (i + 1) * size] if v is not None]
+        groups.append(None if not chunk else sum(chunk) if how == "sum" else max(chunk))
+    top = max((g for g in groups if g is not None), default=0.0)
+    text = "".join(
+        " " if g is None else BLOCKS[min(7, int(g / top * 7.999))] if top else BLOCKS[0]
+        for g in groups
+    )
+    last = next((g for g in reversed(groups) if g is not None), 0.0)
+    return Cell(text, tone("accent"), sort=float(last))
+
+
 def context(lengths: list[int]) -> Cell:
     lengths = [n for n in lengths if n]
     if not lengths:

@@ -32,6 +32,7 @@ import contextlib
 import html
 import json
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -79,6 +80,13 @@ WS_INBOUND_RATE = 5.0
 CLOSE_TIMEOUT = 5.0
 #: longest string of a request record shown (requested model, error…)
 CLIP = 256
+#: how often the live feed sends the trend series (``Trends`` update), in seconds
+TRENDS_EVERY = 10.0
+#: the trend sparklines: metric, label, least top of the scale (app.js: the same table)
+TREND_CHARTS = (("rate", "req/min", 1.0), ("p95_ms", "p95", 1.0), ("error_rate", "errors", 1.0))
+#: the sparkline's viewBox (app.js: the same)
+SPARK_W = 120
+SPARK_H = 24
 
 #: every dashboard answer: no framing (clickjacking), nothing from elsewhere, no referrer
 PAGE_HEADERS = {
@@ -161,11 +169,17 @@ def backend_views(core: Nexus) -> list[dict[str, Any]]:
     return views
 
 
+def trend_views(core: Nexus) -> dict[str, Any]:
+    """The last hour per minute, overall and for each backend shown (``nexusd.trends``)."""
+    return core.trends.snapshot(b.id for b in core.registry.all())
+
+
 def snapshot(core: Nexus) -> dict[str, Any]:
     return {
         "stats": core.stats_snapshot(),
         "backends": backend_views(core),
         "history": [record_view(r.to_json()) for r in core.history.recent(HISTORY_ROWS)],
+        "trends": trend_views(core),
     }
 
 
@@ -185,7 +199,8 @@ def install_dashboard(app: Quart, core: Nexus) -> None:
         fill = {
             "initial_data": _script_json(data),
             "summary": _summary(data),
-            "backends": _backends(data["backends"]),
+            "trends": _trend_charts(data["trends"]["overall"]),
+            "backends": _backends(data["backends"], data["trends"]["backends"]),
             "models": _models(data["backends"]),
             "history": _history(data["history"], data["backends"]),
         }
@@ -268,7 +283,71 @@ def _summary(data: dict[str, Any]) -> str:
     )
 
 
-def _backends(backends: list[dict[str, Any]]) -> str:
+def _number(value: Any) -> float:
+    """A finite, non-negative number, else 0 (only numbers ever reach the SVG)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0.0
+    return max(float(value), 0.0)
+
+
+def _coord(value: float) -> str:
+    """One decimal, printed as JavaScript prints ``Math.round(v * 10) / 10``."""
+    rounded = math.floor(value * 10 + 0.5) / 10
+    return str(int(rounded)) if rounded == int(rounded) else repr(rounded)
+
+
+def spark_points(values: list[Any], floor: float = 1.0) -> str:
+    """A polyline's points in the ``0 0 SPARK_W SPARK_H`` viewBox: x spreads the points
+    evenly, y scales to the largest value (at least ``floor``); a missing value is 0.
+    app.js ``sparkPoints`` is the same mapping."""
+    nums = [_number(v) for v in values]
+    if len(nums) < 2:
+        return ""
+    top = max(max(nums), floor)
+    last = len(nums) - 1
+    return " ".join(
+        f"{_coord(i * SPARK_W / last)},{_coord(SPARK_H - 1 - v / top * (SPARK_H - 2))}"
+        for i, v in enumerate(nums)
+    )
+
+
+def _trend_value(metric: str, series: dict[str, Any]) -> str:
+    """The number beside a chart: this minute's rate, the latest p95, the hour's error rate
+    (app.js ``trendValue``: the same)."""
+    if metric == "rate":
+        return f"{int(_number(series['rate'][-1]))}/min"
+    if metric == "p95_ms":
+        latest = [_number(v) for v in series["p95_ms"] if v is not None]
+        return f"{latest[-1]:.0f} ms" if latest else "-"
+    total = sum(_number(v) for v in series["rate"])
+    if not total:
+        return "-"
+    errors = sum(
+        _number(r) * _number(e) for r, e in zip(series["rate"], series["error_rate"], strict=False)
+    )
+    return f"{errors / total * 100:.1f}%"
+
+
+def _trend_charts(series: dict[str, Any] | None) -> str:
+    """Rate, p95 and error rate over the last hour as inline SVG sparklines."""
+    if not series:
+        return '<div class="trends"></div>'
+    out = []
+    for metric, label, floor in TREND_CHARTS:
+        points = spark_points(series[metric], floor)
+        line = f'<polyline points="{points}"/>' if points else ""
+        out.append(
+            f'<div class="trend" data-trend="{metric}" title="{label}, last hour per minute">'
+            f'<span class="tl">{label}</span>'
+            f'<svg class="spark" viewBox="0 0 {SPARK_W} {SPARK_H}" preserveAspectRatio="none">'
+            f'{line}</svg><b class="tv">{_e(_trend_value(metric, series))}</b></div>'
+        )
+    return f'<div class="trends">{"".join(out)}</div>'
+
+
+def _backends(
+    backends: list[dict[str, Any]], trends: dict[str, dict[str, Any]] | None = None
+) -> str:
     if not backends:
         return (
             '<p class="empty">No backends yet — start Ollama, llama.cpp, LM Studio… or add one '
@@ -287,7 +366,7 @@ def _backends(backends: list[dict[str, Any]]) -> str:
             f'<span>pending <b data-field="pending">{b["pending"]}</b></span>'
             f'<span>requests <b data-field="requests">{b["total_requests"]}</b></span>'
             f'<span>models <b data-field="models">{len(b["models"])}</b></span></div>'
-            f'<svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none"></svg>'
+            f"{_trend_charts((trends or {}).get(b['id']))}"
             f"{error}</div>"
         )
     return "".join(out)
@@ -391,6 +470,7 @@ class LiveFeed:
         self._task: asyncio.Task[None] | None = None
         self._sub: Subscription | None = None
         self._snapshot: tuple[tuple[int, int], str] | None = None
+        self._trends_due = 0.0
 
     def join(self) -> Viewer:
         viewer = Viewer()
@@ -419,15 +499,25 @@ class LiveFeed:
         return self._snapshot[1]
 
     async def _run(self, sub: Subscription) -> None:
+        loop = asyncio.get_running_loop()
+        self._trends_due = loop.time() + TRENDS_EVERY
         while True:
-            first = await sub.get()
-            if first.type != "daemon.stopping":
-                await asyncio.sleep(TICK)
-            events = [first]
+            events: list[Event] = []
+            try:
+                async with asyncio.timeout(max(self._trends_due - loop.time(), 0.0)):
+                    first = await sub.get()
+                events.append(first)
+                if first.type != "daemon.stopping":
+                    await asyncio.sleep(TICK)
+            except TimeoutError:  # nothing happened: the trends still move on
+                pass
             while (event := sub.get_nowait()) is not None:
                 events.append(event)
+            trends = loop.time() >= self._trends_due
+            if trends:
+                self._trends_due = loop.time() + TRENDS_EVERY
             try:
-                message = self.render(events)
+                message = self.render(events, trends=trends)
             except Exception:  # a bug must not end the feed for everyone
                 log.exception("rendering a dashboard update failed")
                 message = None
@@ -439,8 +529,9 @@ class LiveFeed:
                 for viewer in self.viewers:
                     viewer.close(1001)  # going away: app.js reconnects to the next daemon
 
-    def render(self, events: list[Event]) -> str | None:
-        """One tick's events as one ``Batch`` message (None when nothing shown changed)."""
+    def render(self, events: list[Event], trends: bool = False) -> str | None:
+        """One tick's events as one ``Batch`` message (None when nothing shown changed);
+        ``trends``: add the trend series (every ``TRENDS_EVERY`` seconds)."""
         backends = False
         models: dict[str, Any] = {}
         records: list[dict[str, Any]] = []
@@ -473,6 +564,8 @@ class LiveFeed:
             updates.append(
                 {"update_type": "Totals", "data": {"total": stats.total, "errors": stats.errors}}
             )
+        if trends:
+            updates.append({"update_type": "Trends", "data": trend_views(self.core)})
         if not updates:
             return None
         return json.dumps({"update_type": "Batch", "data": updates})

@@ -157,6 +157,10 @@ class ControlClient:
     def stats(self) -> dict[str, Any]:
         return self.call("GET", "/v1/stats")
 
+    def trends(self) -> dict[str, Any]:
+        """``{"overall": series, "backends": {id: series}}``: the last hour, per minute."""
+        return self.call("GET", "/v1/trends")
+
     def config(self) -> dict[str, Any]:
         return self.call("GET", "/v1/config")
 

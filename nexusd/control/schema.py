@@ -122,6 +122,17 @@ REQUEST_RECORD = obj(
     }
 )
 
+#: GET /v1/trends: 60 points per metric, oldest first (the last one is the current minute)
+TREND_SERIES = obj(
+    {
+        "minutes": {"type": "array", "items": INT, "minItems": 60, "maxItems": 60},
+        "rate": {"type": "array", "items": INT, "minItems": 60, "maxItems": 60},
+        "p50_ms": {"type": "array", "items": OPT_NUM, "minItems": 60, "maxItems": 60},
+        "p95_ms": {"type": "array", "items": OPT_NUM, "minItems": 60, "maxItems": 60},
+        "error_rate": {"type": "array", "items": NUM, "minItems": 60, "maxItems": 60},
+    }
+)
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "status": obj(
         {
@@ -257,6 +268,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     }
                 ),
             },
+        }
+    ),
+    "trends": obj(
+        {
+            "overall": TREND_SERIES,
+            "backends": {"type": "object", "additionalProperties": TREND_SERIES},
         }
     ),
     "logging": obj({"level": STR, "format": STR, "component_levels": {"type": "object"}}),

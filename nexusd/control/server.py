@@ -409,6 +409,11 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
     async def stats() -> Response:
         return _json(core.stats_snapshot())
 
+    @app.get("/v1/trends")
+    async def trends() -> Response:
+        ids = [b.id for b in core.registry.all()]
+        return _json(core.trends.snapshot(dict.fromkeys([*ids, *core.trends.backends()])))
+
     @app.get("/v1/logging")
     async def get_logging() -> Response:
         cfg = core.config.logging

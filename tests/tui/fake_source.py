@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,37 @@ from nexusd.control.client import Refused
 DATA = Path(__file__).parent / "data" / "fixed.json"
 
 
+def fixed_trends(end: float) -> dict[str, Any]:
+    """``GET /v1/trends`` for the fixed backends: a deterministic wave per backend, no
+    requests in the first ten minutes, 25% errors for two minutes on local-ollama."""
+    end_minute = int(end // 60) * 60
+    minutes = [end_minute - (59 - i) * 60 for i in range(60)]
+
+    def series(scale: float, base_ms: float, errors_at: set[int]) -> dict[str, Any]:
+        rate = [round(scale * (1 + math.sin(i / 6))) if i >= 10 else 0 for i in range(60)]
+        p50 = [
+            round(base_ms * (1 + 0.2 * math.cos(i / 5)), 1) if r else None
+            for i, r in enumerate(rate)
+        ]
+        return {
+            "minutes": minutes,
+            "rate": rate,
+            "p50_ms": p50,
+            "p95_ms": [None if v is None else round(v * 1.8, 1) for v in p50],
+            "error_rate": [0.25 if r and i in errors_at else 0.0 for i, r in enumerate(rate)],
+        }
+
+    backends = {"local-ollama": series(6, 420, {40, 41}), "gpu-box": series(3, 180, set())}
+    overall = dict(backends["local-ollama"])
+    overall["rate"] = [a + b for a, b in zip(*(s["rate"] for s in backends.values()), strict=True)]
+    return {"overall": overall, "backends": backends}
+
+
 def fixed_data() -> dict[str, Any]:
-    return json.loads(DATA.read_text())
+    data = json.loads(DATA.read_text())
+    status = data["snapshot"]["status"]
+    data["snapshot"]["trends"] = fixed_trends(status["started_at"] + status["uptime_seconds"])
+    return data
 
 
 class FakeSource(Source):

@@ -3,6 +3,7 @@ sort, pause, the command bar and palette, esc, and tables that update rows in pl
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -475,7 +476,7 @@ async def test_columns_widen_before_a_longer_value_is_drawn() -> None:
         status = next(c for k, c in t.columns.items() if k.value == "status")
         assert status.content_width >= len("unhealthy") == cells.STATUS_WIDTH
         state = app.state
-        rows = {b: backend_row(v, state.latency.get(b, ())) for b, v in state.backends.items()}
+        rows = {b: backend_row(v, state.backend_trend(b)) for b, v in state.backends.items()}
         rows["gpu-box"]["status"] = cells.status("draining")
         rows["gpu-box"]["requests"] = cells.num(123456789)
         t.set_rows(rows)
@@ -643,3 +644,36 @@ def test_docs_list_every_binding_with_its_default_key() -> None:
 def test_entry_point_options() -> None:
     args = build_parser().parse_args(["--socket", "/tmp/x.sock", "--read-only"])
     assert args.socket == "/tmp/x.sock" and args.read_only
+
+
+# --- trends ----------------------------------------------------------------------------------
+
+
+async def test_trends_sparklines_in_the_table_and_details_follow_polls() -> None:
+    from nexus_tui.messages import Polled
+
+    app = NexusApp(FakeSource())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app, "#backends")
+        # the first view comes with the snapshot: gpu-box has a rate line, laptop none
+        assert set(drawn(t, "gpu-box")) & set(cells.BLOCKS)
+        assert not set(drawn(t, "laptop")) & set(cells.BLOCKS)
+        # a poll brings fresh series: laptop now shows one busy minute at the right end
+        trends = copy.deepcopy(app.state.trends)
+        laptop = copy.deepcopy(trends["backends"]["gpu-box"])
+        laptop["rate"] = [0] * 59 + [30]
+        laptop["p95_ms"] = [None] * 59 + [950.0]
+        laptop["error_rate"] = [0.0] * 59 + [0.5]
+        trends["backends"]["laptop"] = laptop
+        app.post_message(Polled(app.state.status, list(app.state.backends.values()), trends))
+        await settle(pilot)
+        line = drawn(t, "laptop")
+        assert "▁▁▁▁▁▁▁▁▁█" in line, line
+        # the details panel: rate, p95 and error rate with their latest values
+        t.move_cursor(row=t.get_row_index("laptop"))
+        await pilot.press("enter")
+        await settle(pilot)
+        facts = text_of(app.screen.query_one("#backend-info"))
+        assert "req/min" in facts and "▁▁▁▁▁▁▁▁▁▁▁█ 30" in facts, facts
+        assert "950ms" in facts and "50%" in facts, facts

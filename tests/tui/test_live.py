@@ -283,3 +283,30 @@ async def test_daemon_killed_then_restarted_on_the_same_socket(fakes, tmp_path, 
         first.stop()
         if second is not None:
             second.stop()
+
+
+async def test_rate_sparkline_follows_requests_through_the_trends_poll(fakes, daemon, monkeypatch):
+    from nexus_tui import source
+    from nexus_tui.widgets import cells
+
+    monkeypatch.setattr(source, "TRENDS_EVERY", 0.5)  # GET /v1/trends at every other poll
+    fb = fakes("ollama", ["llama3:8b"])
+    d = daemon({"backends": [ollama_backend("local", fb.url)]})
+    d.wait_healthy("local")
+    app = nexus_app(d)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.connection.state == "connected", "connected")
+        assert not set(shown(app, "#backends", "local", "spark")) - {" ", cells.BLOCKS[0]}
+        for _ in range(3):
+            assert (await chat(d, "llama3:8b")).status_code == 200
+
+        def rate() -> int:
+            trend = app.state.backend_trend("local") or {}
+            return sum(trend.get("rate") or [])
+
+        await until(pilot, lambda: rate() == 3, "three requests in the polled trends")
+        await until(
+            pilot,
+            lambda: cells.BLOCKS[-1] in shown(app, "#backends", "local", "spark"),
+            "the busy minute in the rate sparkline",
+        )

@@ -4,7 +4,6 @@
   const $ = (sel) => document.querySelector(sel);
   const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   let state = JSON.parse($("#initial-data").textContent);
-  const spark = {};  // backend id -> recent latencies
   const history = state.history.slice();
   const seen = new Set(history.map((r) => r.request_id));  // request ids shown
 
@@ -47,28 +46,51 @@
       `<div class="card" data-summary="${k}"><div class="label">${esc(l)}</div><div class="value">${esc(v)}</div></div>`).join("");
   }
 
-  function sparkline(id) {
-    const pts = spark[id] || [];
-    if (pts.length < 2) return "";
-    const max = Math.max(...pts, 1);
-    return `<polyline points="${pts.map((v, i) => `${(i / (pts.length - 1)) * 100},${20 - (v / max) * 18}`).join(" ")}"/>`;
+  // trend sparklines: the same table, viewBox and point mapping as dashboard.py
+  const TREND_CHARTS = [["rate", "req/min", 1], ["p95_ms", "p95", 1], ["error_rate", "errors", 1]];
+  const SPARK_W = 120, SPARK_H = 24;
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? Math.max(v, 0) : 0);
+  const coord = (v) => String(Math.round(v * 10) / 10);
+  function sparkPoints(values, floor) {
+    const nums = (Array.isArray(values) ? values : []).map(num);
+    if (nums.length < 2) return "";
+    const top = Math.max(...nums, floor), last = nums.length - 1;
+    return nums.map((v, i) => `${coord(i * SPARK_W / last)},${coord(SPARK_H - 1 - v / top * (SPARK_H - 2))}`).join(" ");
   }
+  function trendValue(metric, s) {
+    if (metric === "rate") return `${Math.trunc(num(s.rate[s.rate.length - 1]))}/min`;
+    if (metric === "p95_ms") {
+      const latest = s.p95_ms.filter((v) => v != null).map(num);
+      return latest.length ? `${latest[latest.length - 1].toFixed(0)} ms` : "-";
+    }
+    const total = s.rate.reduce((a, v) => a + num(v), 0);
+    if (!total) return "-";
+    const errors = s.rate.reduce((a, r, i) => a + num(r) * num(s.error_rate[i]), 0);
+    return `${(errors / total * 100).toFixed(1)}%`;
+  }
+  function trendCharts(s) {
+    if (!s) return '<div class="trends"></div>';
+    return '<div class="trends">' + TREND_CHARTS.map(([metric, label, floor]) => {
+      const points = sparkPoints(s[metric], floor);
+      return `<div class="trend" data-trend="${metric}" title="${label}, last hour per minute"><span class="tl">${label}</span>` +
+        `<svg class="spark" viewBox="0 0 ${SPARK_W} ${SPARK_H}" preserveAspectRatio="none">${points ? `<polyline points="${points}"/>` : ""}</svg>` +
+        `<b class="tv">${esc(trendValue(metric, s))}</b></div>`;
+    }).join("") + "</div>";
+  }
+  function backendTrends(id) { return state.trends && state.trends.backends ? state.trends.backends[id] : null; }
+  function overall() { $("#overall-trends").innerHTML = trendCharts(state.trends && state.trends.overall); }
 
   function backends() {
     const el = $("#backends");
     if (!state.backends.length) { el.innerHTML = '<p class="empty">No backends yet.</p>'; return; }
     el.innerHTML = state.backends.map((b) => {
-      if (b.latency_ema_ms != null) {
-        const s = (spark[b.id] = spark[b.id] || []);
-        if (s[s.length - 1] !== b.latency_ema_ms) { s.push(b.latency_ema_ms); if (s.length > 40) s.shift(); }
-      }
       return `<div class="backend" data-backend="${esc(b.id)}"><div class="head"><span class="name">${esc(b.name)}</span>` +
         `<span class="badge status-${esc(b.status)}">${esc(b.status)}</span></div>` +
         `<div class="meta">${esc(b.type)} · ${esc(b.url)} · ${esc(b.source)}</div>` +
         `<div class="numbers"><span>latency <b data-field="latency">${fmtMs(b.latency_ema_ms)}</b></span>` +
         `<span>pending <b data-field="pending">${b.pending}</b></span><span>requests <b data-field="requests">${b.total_requests}</b></span>` +
         `<span>models <b data-field="models">${b.models.length}</b></span></div>` +
-        `<svg class="spark" viewBox="0 0 100 20" preserveAspectRatio="none">${sparkline(b.id)}</svg>` +
+        trendCharts(backendTrends(b.id)) +
         (b.last_error ? `<div class="error">${esc(b.last_error)}</div>` : "") + `</div>`;
     }).join("");
   }
@@ -102,7 +124,7 @@
     $("#history-body").innerHTML = rows;
   }
 
-  function renderAll() { summary(); backends(); models(); requests(); }
+  function renderAll() { summary(); overall(); backends(); models(); requests(); }
 
   // apply one update from /ws; marks in `dirty` what must be re-rendered
   function apply(m, dirty) {
@@ -117,6 +139,8 @@
     } else if (m.update_type === "ModelChange") {
       const b = state.backends.find((x) => x.id === m.data.backend_id);
       if (b) { b.models = m.data.models; dirty.summary = dirty.backends = dirty.models = true; }
+    } else if (m.update_type === "Trends") {
+      state.trends = m.data; dirty.trends = dirty.backends = true;
     } else if (m.update_type === "Totals") {
       // absolute counts: rows the server left out of a busy batch still count
       state.stats.requests.total = m.data.total; state.stats.requests.errors = m.data.errors;
@@ -141,6 +165,7 @@
       apply(JSON.parse(msg.data), dirty);
       if (dirty.all) { renderAll(); return; }
       if (dirty.summary) summary();
+      if (dirty.trends) overall();
       if (dirty.backends) backends();
       if (dirty.models) models();
       if (dirty.requests) requests();
