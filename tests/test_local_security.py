@@ -494,8 +494,10 @@ def _can_mount_in_a_user_namespace() -> bool:
 _DISKS = {
     "full": 'mount -t tmpfs -o size=256k tmpfs "$0" && mkdir "$0/state" && '
     '{ dd if=/dev/zero of="$0/fill" bs=4k 2>/dev/null; true; } && exec "$@"',
+    # a read-only tmpfs mounted on the state dir (a remount to ro is refused in an
+    # unprivileged user namespace; a fresh ro mount works for root and other users alike)
     "read-only": 'mount -t tmpfs tmpfs "$0" && mkdir "$0/state" && '
-    'mount -o remount,ro "$0" && exec "$@"',
+    'mount -t tmpfs -o ro tmpfs "$0/state" && exec "$@"',
 }
 
 
