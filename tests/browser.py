@@ -4,8 +4,11 @@ failure under CI."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +41,41 @@ def chrome(*flags: str) -> Any:
     ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+#: just enough DOM for app.js: the elements it looks up, a WebSocket that never connects
+_APP_JS_HARNESS = """
+const fs = require("fs");
+const els = {};
+const el = (id) => (els[id] = els[id] || { id, innerHTML: "", textContent: "", className: "" });
+el("#initial-data").textContent = process.argv[2];
+global.document = { querySelector: (sel) => el(sel) };
+global.location = { protocol: "http:", host: "127.0.0.1:1" };
+global.fetch = () => new Promise(() => {});
+let socket = null;
+global.WebSocket = function () { socket = this; };
+global.setTimeout = () => 0;
+eval(fs.readFileSync(process.argv[3], "utf8"));
+const events = JSON.parse(process.argv[4]);
+for (const event of events) socket.onmessage({ data: JSON.stringify(event) });
+process.stdout.write(els["#history-body"].innerHTML);
+"""
+
+
+def run_app_js(tmp_path: Path, initial: Any, events: list[Any]) -> str:
+    """The dashboard's app.js under node: the initial data, then ``/ws`` messages; returns
+    the requests table it drew. Skipped without node (the Chromium tests cover app.js too)."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed (the headless-browser tests cover app.js too)")
+    script = tmp_path / "harness.js"
+    script.write_text(_APP_JS_HARNESS)
+    app_js = Path(__file__).resolve().parents[1] / "nexusd" / "api" / "static" / "app.js"
+    result = subprocess.run(
+        [node, str(script), json.dumps(initial), str(app_js), json.dumps(events)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -20,7 +20,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import struct
@@ -32,10 +31,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from nexusd.types import BackendStatus
-from tests.browser import chrome
+from tests.browser import chrome, run_app_js
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
 
@@ -795,11 +793,6 @@ def test_unknown_assets_answer_the_json_404_and_nothing_outside_the_package(nexu
 def test_app_js_applies_batches_once_per_row(tmp_path) -> None:
     """A batch may repeat a row the snapshot already had (a viewer resynchronised between
     two ticks): app.js shows it once."""
-    from tests.test_dashboard import _JS_HARNESS, ROOT
-
-    node = shutil.which("node") or shutil.which("nodejs")
-    if node is None:
-        pytest.skip("node is not installed (the headless-browser tests cover app.js too)")
     first = make_record("r-1").to_json()
     initial = {
         "stats": {"uptime_seconds": 1, "requests": {"total": 1, "success": 1, "errors": 0}},
@@ -817,22 +810,8 @@ def test_app_js_applies_batches_once_per_row(tmp_path) -> None:
             ],
         },
     ]
-    script = tmp_path / "harness.js"
-    script.write_text(_JS_HARNESS)
-    result = subprocess.run(
-        [
-            node,
-            str(script),
-            json.dumps(initial),
-            str(ROOT / "nexusd" / "api" / "static" / "app.js"),
-            json.dumps(events),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    ids = re.findall(r'<tr data-request="([^"]+)"', result.stdout)
+    stdout = run_app_js(tmp_path, initial, events)
+    ids = re.findall(r'<tr data-request="([^"]+)"', stdout)
     assert ids == ["r-2", "r-1"]
 
 

@@ -6,9 +6,7 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.browser import chrome
+from tests.browser import chrome, run_app_js
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
@@ -256,29 +254,7 @@ def test_requests_show_their_kind_on_the_page_and_over_ws(nexus) -> None:
     assert message["data"]["endpoint"] == "embeddings"
 
 
-#: just enough DOM for app.js: the elements it looks up, a WebSocket that never connects
-_JS_HARNESS = """
-const fs = require("fs");
-const els = {};
-const el = (id) => (els[id] = els[id] || { id, innerHTML: "", textContent: "", className: "" });
-el("#initial-data").textContent = process.argv[2];
-global.document = { querySelector: (sel) => el(sel) };
-global.location = { protocol: "http:", host: "127.0.0.1:1" };
-global.fetch = () => new Promise(() => {});
-let socket = null;
-global.WebSocket = function () { socket = this; };
-global.setTimeout = () => 0;
-eval(fs.readFileSync(process.argv[3], "utf8"));
-const events = JSON.parse(process.argv[4]);
-for (const event of events) socket.onmessage({ data: JSON.stringify(event) });
-process.stdout.write(els["#history-body"].innerHTML);
-"""
-
-
 def test_app_js_renders_kinds_and_older_records_without_the_field(tmp_path) -> None:
-    node = shutil.which("node") or shutil.which("nodejs")
-    if node is None:
-        pytest.skip("node is not installed (the headless-browser test covers app.js too)")
     older = make_record("r-old", "chat").to_json()
     del older["endpoint"]  # a record from before the field existed
     initial = {
@@ -291,24 +267,10 @@ def test_app_js_renders_kinds_and_older_records_without_the_field(tmp_path) -> N
         {"update_type": "RequestComplete", "data": make_record("r-chat", "chat").to_json()},
         {"update_type": "RequestComplete", "data": {**older, "request_id": "r-old2"}},
     ]
-    script = tmp_path / "harness.js"
-    script.write_text(_JS_HARNESS)
-    result = subprocess.run(
-        [
-            node,
-            str(script),
-            json.dumps(initial),
-            str(ROOT / "nexusd" / "api" / "static" / "app.js"),
-            json.dumps(events),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {part.split('"', 1)[0]: part for part in result.stdout.split('<tr data-request="')[1:]}
+    stdout = run_app_js(tmp_path, initial, events)
+    rows = {part.split('"', 1)[0]: part for part in stdout.split('<tr data-request="')[1:]}
     assert list(rows) == ["r-old2", "r-chat", "r-embed", "r-old"]  # newest first
-    assert "undefined" not in result.stdout and "null" not in result.stdout
+    assert "undefined" not in stdout and "null" not in stdout
     assert (
         '<span class="kind kind-embeddings" title="/v1/embeddings">embed</span>' in rows["r-embed"]
     )
