@@ -8,7 +8,6 @@ backend lists its models with capabilities), so they stay live with ``models.cha
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +25,8 @@ BACKENDS, MODELS, REQUESTS, ALIASES, FALLBACKS, STATUS, KEYMAP = (
 )
 ALL_TOPICS = frozenset({BACKENDS, MODELS, REQUESTS, ALIASES, FALLBACKS, STATUS, KEYMAP})
 
-#: how many requests the live tail keeps, and latency samples per backend sparkline
+#: how many requests the live tail keeps
 MAX_REQUESTS = 300
-SPARK_SAMPLES = 24
 
 
 @dataclass(slots=True)
@@ -68,7 +66,6 @@ class NexusState:
         self.aliases: dict[str, str] = {}
         self.fallbacks: dict[str, list[str]] = {}
         self.requests: dict[str, dict[str, Any]] = {}  # request_id -> summary, oldest first
-        self.latency: dict[str, deque[float]] = {}
         self.keymap: dict[str, str] = {}
         #: ``GET /v1/trends``: the last hour per minute, overall and per backend
         self.trends: dict[str, Any] = {}
@@ -82,7 +79,6 @@ class NexusState:
         self.aliases = dict(snapshot.get("aliases") or {})
         self.fallbacks = {k: list(v) for k, v in (snapshot.get("fallbacks") or {}).items()}
         self.requests = {}
-        self.latency = {}
         # the API answers newest first; keep oldest first so sparklines read left to right
         for record in reversed(snapshot.get("requests") or []):
             self._add_request(record, count=False)
@@ -140,7 +136,6 @@ class NexusState:
             return frozenset({BACKENDS, MODELS, STATUS})
         if kind == "backend.removed":
             self.backends.pop(data.get("id"), None)
-            self.latency.pop(data.get("id"), None)
             return frozenset({BACKENDS, MODELS, STATUS})
         if kind == "backend.status":
             backend = self.backends.get(data.get("id"))
@@ -186,21 +181,25 @@ class NexusState:
             del self.requests[next(iter(self.requests))]
         if known:
             return frozenset({REQUESTS})
-        bid = record.get("backend")
         changed = {REQUESTS}
-        if bid:
-            if record.get("latency_ms") is not None and record.get("status") == "success":
-                samples = self.latency.setdefault(bid, deque(maxlen=SPARK_SAMPLES))
-                samples.append(float(record["latency_ms"]))
-                changed.add(BACKENDS)
-            backend = self.backends.get(bid)
-            if count and backend is not None:
-                # the next poll brings the daemon's own numbers; this keeps the view live
-                backend["total_requests"] = int(backend.get("total_requests") or 0) + 1
-                if record.get("status") == "error":
-                    backend["errors"] = int(backend.get("errors") or 0) + 1
-                changed.add(BACKENDS)
+        if count:
+            # the daemon's own rule (a lease per attempt; errors are the backend's faults),
+            # so the view is live between polls and the next poll agrees with it
+            for bid in record.get("failed_backends") or ():
+                changed |= self._bump(bid, errors=1)
+            served = record.get("backend")
+            if served:
+                broken = record.get("error_type") == "stream_interrupted"
+                changed |= self._bump(served, errors=int(broken))
         return frozenset(changed)
+
+    def _bump(self, backend_id: str, *, errors: int) -> set[str]:
+        backend = self.backends.get(backend_id)
+        if backend is None:
+            return set()
+        backend["total_requests"] = int(backend.get("total_requests") or 0) + 1
+        backend["errors"] = int(backend.get("errors") or 0) + errors
+        return {BACKENDS}
 
     # --- derived views ---------------------------------------------------------------------
 

@@ -624,12 +624,32 @@ def test_state_follows_events() -> None:
     assert "mistral:7b" not in state.model_names()
     state.apply_event({"type": "fallbacks.changed", "data": {"fallbacks": {}}})
     assert state.fallbacks == {}
-    record = {"request_id": "r1", "backend": "laptop", "status": "error", "latency_ms": 5.0}
+    # counted like the daemon counts: an attempt per backend; errors are a backend's faults
+    laptop = state.backends["laptop"]
+    before = (laptop["total_requests"], laptop["errors"])
+    record = {
+        "request_id": "r1",
+        "backend": "laptop",
+        "status": "error",
+        "error_type": "stream_interrupted",
+        "failed_backends": ["gone-box"],  # unknown here: ignored
+        "latency_ms": 5.0,
+    }
     topics = state.apply_event({"type": "request.completed", "data": record})
-    assert "requests" in topics and state.backends["laptop"]["errors"] == 10
+    assert "requests" in topics and "backends" in topics
+    assert (laptop["total_requests"], laptop["errors"]) == (before[0] + 1, before[1] + 1)
     # a second copy of the same request (snapshot + event overlap) is not counted twice
     state.apply_event({"type": "request.completed", "data": record})
-    assert state.backends["laptop"]["errors"] == 10
+    assert (laptop["total_requests"], laptop["errors"]) == (before[0] + 1, before[1] + 1)
+    # a 4xx passed through is the backend's request, not its error
+    passed = {
+        "request_id": "r2",
+        "backend": "laptop",
+        "status": "error",
+        "outcome": "passed_through",
+    }
+    state.apply_event({"type": "request.completed", "data": passed})
+    assert (laptop["total_requests"], laptop["errors"]) == (before[0] + 2, before[1] + 1)
 
 
 def test_docs_list_every_binding_with_its_default_key() -> None:
