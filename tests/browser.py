@@ -43,6 +43,16 @@ def chrome(*flags: str) -> Any:
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
+def page_wait(browser: Any, timeout: float) -> Any:
+    """A WebDriverWait that keeps polling when the page redraws an element between finding
+    and reading it (the live dashboard replaces its cards on every update)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ignored = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(browser, timeout, ignored_exceptions=ignored)
+
+
 #: just enough DOM for app.js: the elements it looks up, a WebSocket that never connects
 _APP_JS_HARNESS = """
 const fs = require("fs");

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from nexusd.types import BackendStatus
-from tests.browser import chrome, run_app_js
+from tests.browser import chrome, page_wait, run_app_js
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
 
@@ -858,7 +858,6 @@ def _attacker_site(html_text: str) -> Iterator[str]:
 
 
 def test_a_hostile_page_in_a_real_browser_gets_nothing(fakes, nexus) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
 
     fake = fakes("ollama", ["llama3:8b"])
     d = nexus({"backends": [ollama_backend("box", fake.url)]})
@@ -868,7 +867,7 @@ def test_a_hostile_page_in_a_real_browser_gets_nothing(fakes, nexus) -> None:
     try:
         with _attacker_site(_ATTACK_PAGE % {"target": d.url}) as site:
             browser.get(site + "/")
-            results = WebDriverWait(browser, 15).until(
+            results = page_wait(browser, 15).until(
                 lambda b: (
                     r
                     if (r := b.execute_script("return window.results"))
@@ -893,7 +892,6 @@ def test_a_hostile_page_in_a_real_browser_gets_nothing(fakes, nexus) -> None:
 
 def test_hostile_model_names_in_a_real_browser(fakes, nexus) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     fake = fakes("ollama", HOSTILE_NAMES)
     d = nexus({"backends": [ollama_backend("box", fake.url)]})
@@ -906,9 +904,7 @@ def test_hostile_model_names_in_a_real_browser(fakes, nexus) -> None:
     try:
         browser.get(d.url + "/")
         # app.js ran (the page parsed) and reached the live feed
-        WebDriverWait(browser, 10).until(
-            lambda b: b.find_element(By.ID, "connection").text == "Live"
-        )
+        page_wait(browser, 10).until(lambda b: b.find_element(By.ID, "connection").text == "Live")
         cells = [e.get_attribute("title") for e in browser.find_elements(By.CSS_SELECTOR, ".model")]
         assert sorted(cells) == sorted(HOSTILE_NAMES)
         assert browser.execute_script("return window.pwned") is None

@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.browser import chrome, run_app_js
+from tests.browser import chrome, page_wait, run_app_js
 from tests.fakes import FakeHost
 from tests.harness import DaemonThread, ollama_backend
 from tests.records import make_record
@@ -60,7 +60,6 @@ def test_dashboard_live_in_headless_chromium(
     fake_host: FakeHost, fakes, nexus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from nexusd.api import dashboard
 
@@ -81,7 +80,7 @@ def test_dashboard_live_in_headless_chromium(
     browser = chrome()
     try:
         browser.get(d.url + "/")
-        wait = WebDriverWait(browser, 10)
+        wait = page_wait(browser, 10)
         wait.until(lambda b: b.find_element(By.ID, "connection").text == "Live")
         cards = browser.find_elements(By.CSS_SELECTOR, ".backend")
         assert {c.get_attribute("data-backend") for c in cards} == {"box", "gpu"}
@@ -94,10 +93,11 @@ def test_dashboard_live_in_headless_chromium(
         )
         request_id = r.headers["x-nexus-request-id"]
         row = wait.until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, f'tr[data-request="{request_id}"]')
+            lambda b: b.find_element(By.CSS_SELECTOR, f'tr[data-request="{request_id}"]').text
         )
-        assert "gpu" in row[0].text and "200" in row[0].text
-        assert browser.find_element(By.CSS_SELECTOR, '[data-summary="requests"] .value').text == "1"
+        assert "gpu" in row and "200" in row
+        summary = '[data-summary="requests"] .value'
+        wait.until(lambda b: b.find_element(By.CSS_SELECTOR, summary).text == "1")
         # the trend charts are redrawn from the live Trends update: overall and the backend
         # (a flat line is y=23 everywhere; the request lifts one point, whichever minute it is)
         rate = '{} [data-trend="rate"] polyline'
