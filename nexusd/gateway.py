@@ -248,7 +248,7 @@ class Gateway:
         if call.stream:
             ex.hold(lease)
             try:
-                decoder = backend.agent.codec.stream_decoder(call)  # type: ignore[union-attr]
+                decoder = backend.agent.codec.stream_decoder(call, model)  # type: ignore[union-attr]
             except BaseException:
                 result.close()  # no relay owns the upstream stream yet
                 raise

@@ -24,6 +24,9 @@ class SSEFramer:
 
     __slots__ = ("_cr", "_limit", "_nl", "_parts", "_size", "max_event_bytes")
 
+    #: pass-through: the usage is in the bytes (the relay reads it there)
+    usage = None
+
     def __init__(self, max_event_bytes: int | None = None) -> None:
         self.max_event_bytes = max_event_bytes
         self._limit = sys.maxsize if max_event_bytes is None else max_event_bytes

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nexusd.backends.upstream import UpstreamProtocolError, UpstreamReply
 from nexusd.sse import SSEFramer
+
+if TYPE_CHECKING:
+    from nexusd.backends.translate import TokenUsage
 from nexusd.types import Endpoint
 
 #: OpenAI's paths, as every OpenAI-compatible server serves them
@@ -42,7 +45,15 @@ class WireRequest:
 
 
 class StreamDecoder(Protocol):
-    """Upstream stream bytes in, client-dialect SSE events out (whole events only)."""
+    """Upstream stream bytes in, client-dialect SSE events out (whole events only).
+
+    ``feed`` and ``flush`` may raise ``UpstreamError`` (a provider's in-stream error, a
+    stream that ended before its end event): the relay turns it into an error event.
+    ``usage`` is the provider's token count once known (translating decoders set it even
+    when the client did not ask for a usage chunk); ``None`` when the bytes carry it.
+    """
+
+    usage: TokenUsage | None
 
     def feed(self, data: bytes) -> bytes: ...
 
@@ -55,11 +66,24 @@ def with_model(body: dict[str, Any], model: str) -> bytes:
 
 
 class OpenAICodec:
-    """Identity: OpenAI-compatible servers speak the client's dialect."""
+    """Identity: OpenAI-compatible servers speak the client's dialect.
+
+    The base of every codec: a translating codec overrides ``encode``, ``decode``,
+    ``decode_error``, ``stream_decoder`` and, when its provider authenticates otherwise,
+    ``auth_headers``.
+    """
+
+    #: the API dialect the backend speaks ("openai", "anthropic", "google")
+    dialect = "openai"
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
         #: ``server.max_event_bytes``, for every stream decoder this codec makes
         self.max_event_bytes = max_event_bytes
+
+    @staticmethod
+    def auth_headers(api_key: str) -> dict[str, str]:
+        """How the configured key goes out (never the client's: see the transport)."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     def encode(self, call: Call, model: str) -> WireRequest:
         body = call.raw if call.body.get("model") == model else with_model(call.body, model)
@@ -76,7 +100,7 @@ class OpenAICodec:
         """A 4xx passed through to the client: already in the client's envelope."""
         return body
 
-    def stream_decoder(self, call: Call) -> StreamDecoder:
+    def stream_decoder(self, call: Call, model: str) -> StreamDecoder:
         return SSEFramer(self.max_event_bytes)
 
 
