@@ -30,6 +30,7 @@ from nexusd.health import HealthChecker
 from nexusd.history import History
 from nexusd.logs import log_completion
 from nexusd.metrics import Metrics
+from nexusd.pricing import PriceBook
 from nexusd.records import RequestRecord
 from nexusd.registry import Backend, Registry, normalise_url
 from nexusd.routing.decisions import DecisionLog
@@ -70,6 +71,7 @@ class Nexus:
         self.probe = LocalProbe(self)
         self.mdns = MdnsDiscovery(self)
         self.gateway = Gateway(self)
+        self.pricing = PriceBook(cfg.pricing)
         s = cfg.server
         self.timeouts = Timeouts(
             connect=s.connect_timeout_seconds,
@@ -152,6 +154,9 @@ class Nexus:
         if (old.server.host, old.server.port) != (cfg.server.host, cfg.server.port):
             changes.append("server.host/port changed: takes effect after a restart")
         self.config = cfg
+        if old.pricing != cfg.pricing:
+            self.pricing = PriceBook(cfg.pricing)
+            changes.append("pricing")
         self.pipeline.config = cfg.routing
         self.pipeline.strategies.weights = cfg.routing.weights
         self.health.config = cfg.health_check
@@ -215,7 +220,9 @@ class Nexus:
     def open_exchange(self, endpoint: Endpoint) -> Exchange:
         """Every request starts here; its ``finish()`` is the only way it ends (design §2)."""
         self.inflight += 1
-        return Exchange(endpoint, self.record, on_finish=self._exchange_finished)
+        return Exchange(
+            endpoint, self.record, on_finish=self._exchange_finished, pricing=self.pricing
+        )
 
     def _exchange_finished(self, exchange: Exchange) -> None:
         self.inflight -= 1
@@ -276,12 +283,19 @@ _TUNABLE = (
 
 
 def backend_from_config(bc: BackendConfig) -> Backend:
-    api_key = None
+    api_key, unusable = None, None
     if bc.api_key_env:
-        api_key = os.environ.get(bc.api_key_env)
-        if api_key is None:
+        api_key = os.environ.get(bc.api_key_env) or None
+        if api_key is None and bc.type.is_cloud:
+            # never a request without a key: the backend stays listed, disabled, with the fix
+            unusable = (
+                f"no API key: environment variable {bc.api_key_env} is not set (or empty); "
+                "set it in the daemon's environment and restart the daemon (docs/cloud.md)"
+            )
+            log.warning("backend %s disabled: %s", bc.name, unusable)
+        elif api_key is None:
             log.warning(
-                "backend %s: env var %s is not set; requests will likely fail (401)",
+                "backend %s: env var %s is not set; requests go without a key",
                 bc.name,
                 bc.api_key_env,
             )
@@ -299,5 +313,6 @@ def backend_from_config(bc: BackendConfig) -> Backend:
         max_concurrent=bc.max_concurrent,
         forward_client_auth=bc.forward_client_auth,
         api_key=api_key,
+        unusable=unusable,
         model_overrides=dict(bc.models),
     )

@@ -10,6 +10,8 @@
     ├── RouteNotFound           404 invalid_request_error / not_found
     ├── MethodNotAllowed        405 invalid_request_error / method_not_allowed
     ├── RequestTimeout          408 invalid_request_error / request_timeout
+    ├── RateLimited             429 rate_limit_error / rate_limit_exceeded (+ Retry-After)
+    ├── ProviderRefused         401 | 403 (the provider's status) / invalid_api_key | forbidden
     ├── ServiceUnavailable      503 service_unavailable (carries ``context``)
     ├── UpstreamFailed          502 server_error / bad_gateway
     ├── UpstreamTimedOut        504 server_error / gateway_timeout
@@ -106,6 +108,30 @@ class RequestTimeout(NexusError):
     status = 408
     type = "invalid_request_error"
     code = "request_timeout"
+
+
+class RateLimited(NexusError):
+    """Every backend that could serve the request said 429: the client should back off
+    (``Retry-After`` is the provider's), not treat it as a 400 or an outage."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class ProviderRefused(NexusError):
+    """A cloud provider refused the configured key (401) or its permissions (403), on every
+    backend that could serve the request: its status, with a message naming the backend and
+    the environment variable to fix."""
+
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str, *, status: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status  # type: ignore[misc]
+        if status == 403:
+            self.type, self.code = "permission_error", "forbidden"  # type: ignore[misc]
 
 
 class ServiceUnavailable(NexusError):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from nexusd.lease import Lease
+from nexusd.pricing import PriceBook
 from nexusd.records import RequestRecord
 from nexusd.routing.decisions import RequestTrace
 from nexusd.routing.intent import Requirements
@@ -52,6 +53,7 @@ class Exchange:
         "lease",
         "on_finish",
         "phase",
+        "pricing",
         "request_id",
         "sink",
         "started_perf",
@@ -65,12 +67,14 @@ class Exchange:
         *,
         request_id: str | None = None,
         on_finish: Callable[[Exchange], None] | None = None,
+        pricing: PriceBook | None = None,
     ) -> None:
         self.request_id = request_id or str(uuid.uuid4())
         self.endpoint = endpoint
         self.started_perf = time.perf_counter()
         self.sink = sink
         self.on_finish = on_finish
+        self.pricing = pricing
         self.phase = Phase.RECEIVED
         self.lease: Lease | None = None
         self._done = False
@@ -120,6 +124,8 @@ class Exchange:
             trace.error = error
         if error_type is not None:
             trace.error_type = error_type
+        if self.pricing is not None:
+            self.pricing.settle(trace)
         latency_ms = (time.perf_counter() - self.started_perf) * 1000
         try:
             self.sink(

@@ -18,6 +18,7 @@ with a specific code; transient (unhealthy, busy, drained) → 503 with ``Retry-
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nexusd.backends.codec import Call
+from nexusd.backends.translate import Untranslatable
 from nexusd.backends.upstream import (
     UpstreamError,
     UpstreamHTTPError,
@@ -35,12 +37,15 @@ from nexusd.errors import (
     ModelNotFound,
     NexusError,
     NotCapable,
+    ProviderRefused,
+    RateLimited,
     ServiceUnavailable,
     UpstreamFailed,
     UpstreamTimedOut,
 )
 from nexusd.exchange import Exchange, Phase
 from nexusd.logs import prompt_preview
+from nexusd.pricing import format_cost
 from nexusd.registry import Backend
 from nexusd.relay import StreamRelay
 from nexusd.routing.aliases import resolve_alias
@@ -179,6 +184,10 @@ class Gateway:
                     lease.release()
                     took = time.perf_counter() - t0
                     upstream_s += took
+                    if isinstance(exc, UpstreamHTTPError) and key_refused(backend, exc):
+                        # the provider refused *our* key: the backend is misconfigured, not
+                        # the request; another backend may serve it
+                        exc.retryable = exc.counts_against_backend = True
                     if not exc.retryable and isinstance(exc, UpstreamHTTPError):
                         trace.attempts.append(
                             Attempt(
@@ -196,7 +205,7 @@ class Gateway:
                         Attempt(
                             backend.id,
                             model,
-                            "failed",
+                            "refused" if isinstance(exc, Untranslatable) else "failed",
                             exc.message,
                             getattr(exc, "status", None),
                             took * 1000,
@@ -245,7 +254,11 @@ class Gateway:
         headers = self._headers(
             ex.request_id, backend, trace.route_reason, fallback, model, trace.overhead_ms
         )
+        cloud = backend.kind == "cloud"
         if call.stream:
+            if cloud:
+                estimate = self.core.pricing.estimate(model, trace.requirements.prompt_tokens)
+                headers["X-Nexus-Cost-Estimated"] = format_cost(estimate)
             ex.hold(lease)
             try:
                 decoder = backend.agent.codec.stream_decoder(call, model)  # type: ignore[union-attr]
@@ -255,7 +268,10 @@ class Gateway:
             return StreamAnswer(StreamRelay(self.core, ex, backend, result, decoder), headers)
         lease.release()
         status, body = result
-        trace.prompt_tokens, trace.completion_tokens = usage_of(body)
+        trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = usage_of(body)
+        if cloud:
+            self.core.pricing.settle(trace)
+            headers["X-Nexus-Cost-Estimated"] = format_cost(trace.cost_usd)
         return Answer(status, body, "application/json", headers)
 
     def _passed_through(
@@ -284,6 +300,9 @@ class Gateway:
     def _note_failure(
         self, backend: Backend, exc: UpstreamError, model: str, req: Requirements
     ) -> None:
+        if isinstance(exc, Untranslatable):
+            log.info("backend %s cannot take this request: %s", backend.name, exc.message)
+            return  # the request's shape, not the backend's fault
         backend.errors += 1
         log.warning("backend %s failed for %s: %s", backend.name, model, exc.message)
         if exc.counts_against_backend and not _predicted(req, backend, model):
@@ -377,13 +396,35 @@ class Gateway:
                     f"Backend '{backend.name}' timed out ({exc.message}); {what}",
                     error_type="timeout",
                 )
-            if isinstance(exc, UpstreamHTTPError) and exc.status == 429:
-                headers = {"Retry-After": exc.retry_after} if exc.retry_after else {}
-                return ServiceUnavailable(
-                    f"Every backend for '{chain[0]}' is rate limited ({what}); retry later",
+            if isinstance(exc, Untranslatable):
+                return NotCapable(
+                    f"Backend '{backend.name}' ({backend.type.value}) cannot take this request: "
+                    f"{exc.message}",
+                    code="unsupported_by_backend",
+                    param=exc.param,
                     context=self._context(trace),
-                    headers=headers,
-                    error_type="rate_limited",
+                    error_type="unsupported_by_backend",
+                )
+            if isinstance(exc, UpstreamHTTPError):
+                said = provider_message(backend, exc)
+                if exc.status == 429:
+                    return RateLimited(
+                        f"Every backend for '{chain[0]}' is rate limited ({what}); last: "
+                        f"'{backend.name}' said {said}",
+                        headers={"Retry-After": exc.retry_after or "5"},
+                        error_type="rate_limited",
+                    )
+                if key_refused(backend, exc):
+                    return ProviderRefused(
+                        f"Backend '{backend.name}' refused Nexus's configured key (HTTP "
+                        f"{exc.status}: {said}); check the key in the environment variable "
+                        "named by its api_key_env",
+                        status=exc.status,
+                        error_type="provider_auth",
+                    )
+                return UpstreamFailed(
+                    f"Backend '{backend.name}' failed: HTTP {exc.status}: {said} ({what})",
+                    error_type="backend_error",
                 )
             return UpstreamFailed(
                 f"Backend '{backend.name}' failed: {exc.message} ({what})",
@@ -518,7 +559,34 @@ def count_prompt(call: Call, model: str) -> TokenCount:
     return tokens.count_inputs(body.get("input"), model)
 
 
+def key_refused(backend: Backend, exc: UpstreamHTTPError) -> bool:
+    """A cloud provider's 401/403: its verdict on our configured key, not on the client."""
+    return exc.status in (401, 403) and backend.type.is_cloud
+
+
+def provider_message(backend: Backend, exc: UpstreamHTTPError) -> str:
+    """The provider's own error message, read through its codec (bounded)."""
+    agent = backend.agent
+    body = exc.body
+    if agent is not None:
+        try:
+            body = agent.codec.decode_error(_NO_CALL, exc.status, exc.body, exc.content_type)
+        except Exception:  # a hostile error body must not break the error path
+            body = exc.body
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:300].decode("utf-8", "replace").strip()
+    return str(message)[:500] or "(no message)"
+
+
+#: error bodies do not depend on the request; codecs get a placeholder call
+_NO_CALL = Call(Endpoint.CHAT, {}, b"")
+
+
 def attempt_error_type(exc: UpstreamError) -> str:
+    if isinstance(exc, Untranslatable):
+        return "unsupported_by_backend"
     if isinstance(exc, UpstreamTimeout):
         return "timeout"
     if isinstance(exc, UpstreamHTTPError) and exc.status == 429:

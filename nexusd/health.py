@@ -60,10 +60,20 @@ class HealthChecker:
         self._wake.set()
 
     async def check_all(self) -> None:
-        backends = [b for b in self.registry.all() if b.enabled and b.agent is not None]
+        now = time.time()
+        backends = [b for b in self.registry.all() if self._due(b, now)]
         await asyncio.gather(*(self.check(b) for b in backends))
         self.cycles += 1
         log.debug("health cycle %d: %d backends checked", self.cycles, len(backends))
+
+    def _due(self, backend: Backend, now: float) -> bool:
+        """Enabled, usable backends with an agent; a healthy cloud backend only every
+        ``cloud_interval_seconds`` (its listing is a keyed call to a provider)."""
+        if not backend.enabled or backend.unusable or backend.agent is None:
+            return False
+        if backend.type.is_cloud and backend.health is _HEALTHY and backend.last_check:
+            return now - backend.last_check >= self.config.cloud_interval_seconds
+        return True
 
     def check_soon(self, backend: Backend) -> None:
         """Check one backend now (e.g. just added) without waiting for the next cycle."""
@@ -75,7 +85,7 @@ class HealthChecker:
 
     async def check(self, backend: Backend) -> None:
         agent = backend.agent
-        if agent is None:
+        if agent is None or backend.unusable:
             return
         timeout = self.config.timeout_seconds
         try:

@@ -38,7 +38,7 @@ from nexusd.tasks import supervise
 
 log = logging.getLogger("nexus.history")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FLUSH_SECONDS = 0.5
 BATCH = 200
 #: pause between consecutive batches so a burst of writes never hogs the GIL (the event
@@ -73,6 +73,8 @@ COLUMNS = (
     "error",
     "failed_backends",
     "endpoint",
+    "cost_usd",
+    "cost_status",
 )
 #: the current schema, for a new file
 _SCHEMA = (
@@ -83,7 +85,7 @@ _SCHEMA = (
     prompt_tokens INTEGER, completion_tokens INTEGER, stream INTEGER NOT NULL,
     route_reason TEXT, retries INTEGER NOT NULL, fallback_model TEXT, outcome TEXT NOT NULL,
     error_type TEXT, error TEXT, failed_backends TEXT NOT NULL,
-    endpoint TEXT NOT NULL DEFAULT 'chat'
+    endpoint TEXT NOT NULL DEFAULT 'chat', cost_usd REAL, cost_status TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS requests_time ON requests(time)",
     "CREATE INDEX IF NOT EXISTS requests_model_time ON requests(served_model, time)",
@@ -92,6 +94,11 @@ _SCHEMA = (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 → 2: which API the request came in on; every older row was a chat completion
     1: ("ALTER TABLE requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'",),
+    # 2 → 3: what a cloud answer cost (older rows: unknown, shown as null)
+    2: (
+        "ALTER TABLE requests ADD COLUMN cost_usd REAL",
+        "ALTER TABLE requests ADD COLUMN cost_status TEXT",
+    ),
 }
 _INSERT = (
     f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES "
@@ -125,6 +132,8 @@ def _row(r: RequestRecord) -> tuple[Any, ...]:
         r.error,
         json.dumps(r.failed_backends) if r.failed_backends else "[]",
         r.endpoint,
+        r.cost_usd,
+        r.cost_status,
     )
 
 

@@ -135,6 +135,18 @@ class Metrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
+        self.cost = Counter(
+            "nexus_cost_usd",
+            "What cloud answers cost, in USD (from the providers' usage and the price table)",
+            ["backend", "model"],
+            registry=r,
+        )
+        self.unpriced = Counter(
+            "nexus_unpriced_requests",
+            'Cloud answers whose model has no price (cost unknown): add [pricing."model"]',
+            ["backend", "model"],
+            registry=r,
+        )
         self.backend_latency = Histogram(
             "nexus_backend_latency_seconds",
             "Backend health check latency",
@@ -197,6 +209,11 @@ class Metrics:
                 children.completion_tokens.observe(rec.completion_tokens)
         if rec.overhead_ms is not None:
             self.overhead.observe(rec.overhead_ms / 1000)
+        if rec.cost_status is not None and rec.cost_status != "free":
+            if rec.cost_usd is None:
+                self.unpriced.labels(backend, model).inc()
+            elif rec.cost_usd > 0:
+                self.cost.labels(backend, model).inc(rec.cost_usd)
 
     def observe_attempt_failure(self, error_type: str, requested_model: str, backend: str) -> None:
         """Each failed upstream attempt (even one a retry later rescued) counts as an error,

@@ -37,6 +37,10 @@ class RequestRecord:
     failed_backends: tuple[str, ...] = ()
     #: which API the client called: "chat" | "completions" | "embeddings"
     endpoint: str = "chat"
+    #: USD; None when nothing was served or the cloud model has no price
+    cost_usd: float | None = None
+    #: "free" (local backend) | "exact" (provider's usage) | "estimated" | "unknown" | None
+    cost_status: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,4 +88,6 @@ class RequestRecord:
             error=trace.error,
             failed_backends=failed,
             endpoint=endpoint,
+            cost_usd=None if trace.cost_usd is None else round(trace.cost_usd, 8),
+            cost_status=trace.cost_status,
         )

@@ -34,10 +34,12 @@ class RegistryError(Exception):
 
 
 def normalise_url(url: str) -> str:
-    """Base URL as stored: no trailing slash and no trailing ``/v1`` (endpoints add their own)."""
+    """Base URL as stored: no trailing slash and no trailing ``/v1`` (or Google's ``/v1beta``):
+    endpoints add their own."""
     url = url.strip().rstrip("/")
-    if url.endswith("/v1"):
-        url = url[:-3]
+    for suffix in ("/v1", "/v1beta"):
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
     return url
 
 
@@ -56,6 +58,9 @@ class Backend:
     max_concurrent: int | None = None
     forward_client_auth: bool = False
     api_key: str | None = None
+    #: why the backend cannot be used at all (e.g. its key's env var is not set): shown as
+    #: status ``disabled`` with this reason on every surface; never probed, never routed
+    unusable: str | None = None
     model_overrides: dict[str, ModelOverride] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
     # live state
@@ -82,7 +87,7 @@ class Backend:
     @property
     def status(self) -> BackendStatus:
         """What users see: admin state (disabled, draining) wins over health."""
-        if not self.enabled:
+        if not self.enabled or self.unusable:
             return BackendStatus.DISABLED
         if self.draining:
             return BackendStatus.DRAINING
@@ -90,7 +95,12 @@ class Backend:
 
     @property
     def routable(self) -> bool:
-        return self.enabled and not self.draining and self.health is BackendStatus.HEALTHY
+        return (
+            self.enabled
+            and not self.draining
+            and self.health is BackendStatus.HEALTHY
+            and not self.unusable
+        )
 
     @property
     def kind(self) -> str:
@@ -124,7 +134,8 @@ class Backend:
             "latency_ema_ms": None
             if self.latency_ema_ms is None
             else round(self.latency_ema_ms, 2),
-            "last_error": self.last_error,
+            "last_error": self.unusable or self.last_error,
+            "disabled_reason": self.unusable,
             "last_check": self.last_check,
             "metadata": dict(self.metadata),
             "models": [m.to_json() for m in self.models.values()],
@@ -224,7 +235,7 @@ class Registry:
                 "status": backend.status.value,
                 "old_health": old_health.value,
                 "health": backend.health.value,
-                "error": backend.last_error,
+                "error": backend.unusable or backend.last_error,
             },
         )
 

@@ -51,24 +51,32 @@ class StreamRelay:
             out = decoder.feed(self.upstream.first)
             if out:
                 if b'"usage"' in out:  # only the final event carries it: a cheap test
-                    trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
+                    trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
+                        stream_usage(out)
+                    )
                 self.relayed += 1
                 yield out
             async for chunk in self.upstream.chunks():
                 out = decoder.feed(chunk)
                 if out:
                     if b'"usage"' in out:
-                        trace.prompt_tokens, trace.completion_tokens = stream_usage(out)
+                        trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
+                            stream_usage(out)
+                        )
                     self.relayed += 1
                     yield out
             tail = decoder.flush()
             if tail:
                 if b'"usage"' in tail:
-                    trace.prompt_tokens, trace.completion_tokens = stream_usage(tail)
+                    trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
+                        stream_usage(tail)
+                    )
                 yield tail
             self._close()
+            self._take_usage()
             ex.finish("ok", 200)
         except UpstreamError as exc:
+            self._take_usage()
             self.backend.errors += 1
             if core.shutting_down:
                 message = "Nexus is shutting down; the stream was ended at the drain deadline"
@@ -86,6 +94,15 @@ class StreamRelay:
             yield error_event(message)
         finally:
             self._close()  # cancellation or the client leaving: the endpoint finishes the exchange
+
+    def _take_usage(self) -> None:
+        """A translating decoder counts usage itself (also when the client did not ask for
+        a usage chunk): the provider's count, for accounting and cost."""
+        usage = self.decoder.usage
+        if usage is not None:
+            trace = self.exchange.trace
+            trace.prompt_tokens, trace.completion_tokens = usage.prompt, usage.completion
+            trace.cached_tokens = usage.cached
 
     def close(self) -> None:
         """Idempotent: also for a relay whose events were never iterated (the response head

@@ -31,6 +31,7 @@ class _BackendStats:
     the backend itself, counted per attempt by its leases: one source for every surface)."""
 
     records: int = 0
+    cost_usd: float = 0.0
     latency_sum_ms: float = 0.0
     ttft_sum_ms: float = 0.0
     ttft_count: int = 0
@@ -44,6 +45,36 @@ class _ModelStats:
     duration_sum_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class _Cost:
+    """Spend since start: what the providers' usage priced, and what could not be priced."""
+
+    usd: float = 0.0
+    priced: int = 0  # cloud answers with a cost (exact or estimated)
+    estimated: int = 0  # ... of which the usage was missing (prompt estimate only)
+    unknown: int = 0  # cloud answers of a model without a price
+
+    def add(self, rec: RequestRecord) -> None:
+        status = rec.cost_status
+        if status is None or status == "free":
+            return
+        if rec.cost_usd is None:
+            self.unknown += 1
+            return
+        self.usd += rec.cost_usd
+        self.priced += 1
+        self.estimated += status == "estimated"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total_usd": round(self.usd, 6),
+            "priced_requests": self.priced,
+            "estimated_requests": self.estimated,
+            "unknown_requests": self.unknown,
+        }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,6 +92,7 @@ class Stats:
         self.endpoints: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self.backends: dict[str, _BackendStats] = {}
         self.models: dict[str, _ModelStats] = {}
+        self.cost = _Cost()
 
     def observe(self, rec: RequestRecord) -> None:
         self.total += 1
@@ -78,12 +110,14 @@ class Stats:
             if b is None:
                 b = self.backends[rec.backend] = _BackendStats()
             b.records += 1
+            b.cost_usd += rec.cost_usd or 0.0
             b.latency_sum_ms += rec.latency_ms
             b.recent_ms.append(rec.latency_ms)
             if rec.ttft_ms is not None:
                 b.ttft_sum_ms += rec.ttft_ms
                 b.ttft_count += 1
         name = rec.served_model or rec.requested_model
+        self.cost.add(rec)
         if not name:  # refused before a model was named (a body that is not JSON)
             return
         models = self.models
@@ -100,6 +134,7 @@ class Stats:
         m.duration_sum_ms += rec.latency_ms
         m.prompt_tokens += rec.prompt_tokens or 0
         m.completion_tokens += rec.completion_tokens or 0
+        m.cost_usd += rec.cost_usd or 0.0
 
     def snapshot(self, registry: Registry, uptime_seconds: float) -> dict[str, Any]:
         backends = []
@@ -125,6 +160,7 @@ class Stats:
                     if backend.latency_ema_ms is None
                     else round(backend.latency_ema_ms, 1),
                     "pending": backend.pending,
+                    "cost_usd": round(s.cost_usd, 6),
                 }
             )
         models = [
@@ -134,6 +170,7 @@ class Stats:
                 "errors": m.errors,
                 "average_duration_ms": round(m.duration_sum_ms / m.requests, 1),
                 "tokens": {"prompt": m.prompt_tokens, "completion": m.completion_tokens},
+                "cost_usd": round(m.cost_usd, 6),
             }
             for name, m in sorted(self.models.items(), key=lambda kv: (-kv[1].requests, kv[0]))
         ]
@@ -143,4 +180,5 @@ class Stats:
             "endpoints": dict(self.endpoints),
             "backends": backends,
             "models": models,
+            "cost": self.cost.to_json(),
         }

@@ -386,14 +386,14 @@ def test_v1_history_is_migrated_and_keeps_each_kind(nexus, tmp_path) -> None:
     d.stop()
 
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 3
     columns = [c[1] for c in conn.execute("PRAGMA table_info(requests)")]
     assert columns == list(history.COLUMNS)
     rows = conn.execute("SELECT request_id, endpoint FROM requests ORDER BY time").fetchall()
     conn.close()
     assert rows == kinds
 
-    again = nexus(state_dir=tmp_path)  # already at v2: opened as is, read back whole
+    again = nexus(state_dir=tmp_path)  # already current: opened as is, read back whole
     persisted = again.run(again.core.history.query(since=0))
     assert persisted == old + new
     shown = httpx.get(again.url + "/v1/history").json()
@@ -403,12 +403,12 @@ def test_v1_history_is_migrated_and_keeps_each_kind(nexus, tmp_path) -> None:
 def test_history_from_a_newer_nexus_is_left_alone(nexus, tmp_path) -> None:
     path = tmp_path / "history.sqlite3"
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
     conn.close()
     d = nexus(state_dir=tmp_path)
     assert d.call(lambda: d.core.history.path) is None  # disabled, not migrated backwards
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION + 1
     conn.close()
 
 
@@ -469,6 +469,7 @@ def test_each_kind_counted_exactly(nexus) -> None:
         "errors": 0,
         "average_duration_ms": 40.0,
         "tokens": {"prompt": 54, "completion": 0},
+        "cost_usd": 0.0,
     }
     assert models["llama3:8b"]["requests"] == 3
     assert models["llama3:8b"]["tokens"] == {"prompt": 24 + 24 + 8, "completion": 180 + 180 + 40}

@@ -386,3 +386,65 @@ def test_completions_equal_direct_stream_and_not(llama_url: str, through_nexus) 
     through_nexus.wait_idle()
     recs = through_nexus.call(lambda: through_nexus.core.history.recent(5))
     assert [r.endpoint for r in recs[:2]] == ["completions", "completions"]
+
+
+# --- llama.cpp's native Anthropic Messages API as a backend of type `anthropic` (issue #13) ----
+
+
+@pytest.fixture
+def anthropic_nexus(nexus, llama_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The same server registered as an Anthropic backend: Nexus translates OpenAI chat to
+    llama.cpp's own ``/v1/messages`` and back (an implementation nobody on the team wrote)."""
+    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", "sk-ant-test")
+    d = nexus(
+        {
+            "backends": [
+                {
+                    "name": "claude-ish",
+                    "url": llama_url,
+                    "type": "anthropic",
+                    "api_key_env": "NEXUS_TEST_ANTHROPIC_KEY",
+                }
+            ]
+        }
+    )
+    d.wait_healthy("claude-ish", timeout=20)
+    return d
+
+
+def test_anthropic_translation_equals_the_servers_openai_answer(
+    llama_url: str, anthropic_nexus
+) -> None:
+    direct = openai.OpenAI(base_url=llama_url + "/v1", api_key="unused", timeout=60)
+    nexus = openai.OpenAI(base_url=anthropic_nexus.url + "/v1", api_key="sk-client", timeout=60)
+    args = {"model": ALIAS, "messages": PROMPT, "max_tokens": 24, "temperature": 0}
+    expected = direct.chat.completions.create(**args).choices[0].message.content
+    raw = nexus.chat.completions.with_raw_response.create(**args)
+    reply = raw.parse()  # the SDK's own types: a valid chat.completion
+    assert raw.headers["x-nexus-backend"] == "claude-ish"
+    assert reply.choices[0].message.content == expected and "Paris" in (expected or "")
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert reply.usage.completion_tokens > 0
+
+    stream = nexus.chat.completions.create(
+        **args, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("stop", "length") and finishes.count(None) == len(finishes) - 1
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+
+    anthropic_nexus.wait_idle()
+    recs = anthropic_nexus.call(lambda: anthropic_nexus.core.history.recent(2))
+    assert [(r.stream, r.backend, r.status_code) for r in recs] == [
+        (True, "claude-ish", 200),
+        (False, "claude-ish", 200),
+    ]
+    assert all(r.prompt_tokens and r.completion_tokens for r in recs)
+    # a model with no price on a cloud-type backend: never a silent 0
+    assert {(r.cost_status, r.cost_usd) for r in recs} == {("unknown", None)}

@@ -5,7 +5,15 @@ from __future__ import annotations
 import aiohttp
 
 from nexusd.backends.agent import BackendAgent
+from nexusd.backends.anthropic import AnthropicCodec
+from nexusd.backends.cloud import (
+    AnthropicProber,
+    GoogleProber,
+    MeteredOpenAICodec,
+    OpenAICloudProber,
+)
 from nexusd.backends.codec import OpenAICodec
+from nexusd.backends.google import GoogleCodec
 from nexusd.backends.ollama import OllamaCodec, OllamaProber
 from nexusd.backends.openai_compat import (
     GenericProber,
@@ -26,9 +34,16 @@ PROBERS: dict[BackendType, type[Prober]] = {
     BackendType.LMSTUDIO: LmStudioProber,
     BackendType.EXO: GenericProber,
     BackendType.GENERIC: GenericProber,
-    BackendType.OPENAI: GenericProber,
+    BackendType.OPENAI: OpenAICloudProber,
+    BackendType.ANTHROPIC: AnthropicProber,
+    BackendType.GOOGLE: GoogleProber,
 }
-CODECS: dict[BackendType, type[OpenAICodec]] = {BackendType.OLLAMA: OllamaCodec}
+CODECS: dict[BackendType, type[OpenAICodec]] = {
+    BackendType.OLLAMA: OllamaCodec,
+    BackendType.OPENAI: MeteredOpenAICodec,
+    BackendType.ANTHROPIC: AnthropicCodec,
+    BackendType.GOOGLE: GoogleCodec,
+}
 
 
 def create_agent(backend: Backend, http: aiohttp.ClientSession, timeouts: Timeouts) -> BackendAgent:
@@ -36,12 +51,13 @@ def create_agent(backend: Backend, http: aiohttp.ClientSession, timeouts: Timeou
         prober_cls = PROBERS[backend.type]
     except KeyError:
         raise ValueError(f"backend type {backend.type.value!r} is not supported yet") from None
+    codec_cls = CODECS.get(backend.type, OpenAICodec)
     transport = AiohttpTransport(
         backend.url,
         http,
         timeouts,
-        api_key=backend.api_key,
-        forward_client_auth=backend.forward_client_auth,
+        auth_headers=codec_cls.auth_headers(backend.api_key) if backend.api_key else None,
+        forward_client_auth=backend.forward_client_auth and not backend.type.is_cloud,
     )
-    codec = CODECS.get(backend.type, OpenAICodec)(timeouts.max_event_bytes)
+    codec = codec_cls(timeouts.max_event_bytes)
     return BackendAgent(transport, codec, prober_cls(backend, transport))

@@ -80,16 +80,20 @@ class AiohttpTransport:
         http: aiohttp.ClientSession,
         timeouts: Timeouts,
         *,
-        api_key: str | None = None,
+        auth_headers: dict[str, str] | None = None,
         forward_client_auth: bool = False,
     ) -> None:
+        """``auth_headers`` carry the configured key in the backend's own scheme (the codec
+        knows it); ``forward_client_auth`` passes the client's ``Authorization`` on instead,
+        for local servers that check their own keys. Cloud backends never forward it (the
+        loader refuses the setting): the provider must only ever see the configured key."""
         self.base_url = base_url
         self.http = http
         self.timeouts = timeouts
         self.forward_client_auth = forward_client_auth
         self.base_headers = {"Content-Type": JSON, "Accept-Encoding": "identity"}
-        if api_key:
-            self.base_headers["Authorization"] = f"Bearer {api_key}"
+        if auth_headers:
+            self.base_headers.update(auth_headers)
         self._total_timeout = aiohttp.ClientTimeout(
             total=timeouts.total, sock_connect=timeouts.connect
         )

@@ -35,6 +35,8 @@ SUPPORTED_BACKEND_TYPES = frozenset(
         BackendType.LMSTUDIO,
         BackendType.GENERIC,
         BackendType.OPENAI,
+        BackendType.ANTHROPIC,
+        BackendType.GOOGLE,
     }
 )
 VALID_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "critical")
@@ -379,6 +381,16 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
     for i, b in enumerate(cfg.backends):
         _check_backend(i, b, seen, errors)
 
+    if cfg.health_check.cloud_interval_seconds <= 0:
+        errors.append(
+            "health_check.cloud_interval_seconds: "
+            f"{cfg.health_check.cloud_interval_seconds} must be greater than 0"
+        )
+    for model, price in cfg.pricing.items():
+        for name in ("input", "output", "cached_input"):
+            value = getattr(price, name)
+            if value is not None and value < 0:
+                errors.append(f'pricing."{model}".{name}: {value} must not be negative')
     if cfg.history.retention_days <= 0:
         errors.append(
             f"history.retention_days: {cfg.history.retention_days} must be greater than 0"
@@ -414,8 +426,16 @@ def _check_backend(i: int, b: BackendConfig, seen: dict[str, str], errors: list[
         errors.append(f"{key}.tier: {b.tier} is not a valid tier (1-5)")
     if b.max_concurrent is not None and b.max_concurrent < 1:
         errors.append(f"{key}.max_concurrent: {b.max_concurrent} must be at least 1")
-    if b.type is BackendType.OPENAI and not b.api_key_env:
-        errors.append(f"{key}.api_key_env: required for type 'openai' (name of the env var)")
+    if b.type.is_cloud and not b.api_key_env:
+        errors.append(
+            f"{key}.api_key_env: required for type {b.type.value!r} (the name of the environment "
+            "variable holding the key; the key itself never goes in this file)"
+        )
+    if b.type.is_cloud and b.forward_client_auth:
+        errors.append(
+            f"{key}.forward_client_auth: not allowed for type {b.type.value!r}: a cloud provider "
+            "only ever gets the configured key (api_key_env), never a client's credentials"
+        )
 
 
 # --- entry point ---------------------------------------------------------------------------

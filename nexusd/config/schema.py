@@ -78,6 +78,9 @@ class HealthCheckConfig:
     timeout_seconds: float = 5.0
     failure_threshold: int = 3
     recovery_threshold: int = 2
+    #: a healthy cloud backend's model list is asked for this often (a metadata call with
+    #: the key: never inference, never billed); unhealthy ones follow ``interval_seconds``
+    cloud_interval_seconds: float = 300.0
 
 
 @dataclass(slots=True)
@@ -128,6 +131,16 @@ class BackendConfig:
 
 
 @dataclass(slots=True)
+class ModelPrice:
+    """USD per 1M tokens; ``cached_input`` for prompt tokens read from the provider's cache
+    (defaults to ``input``)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+@dataclass(slots=True)
 class HistoryConfig:
     enabled: bool = True
     retention_days: float = 30.0
@@ -157,3 +170,5 @@ class NexusConfig:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    #: ``[pricing."model-name"]``: overrides the built-in price table (nexusd/pricing.py)
+    pricing: dict[str, ModelPrice] = field(default_factory=dict)

@@ -62,6 +62,11 @@ class RequestTrace:
     overhead_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: prompt tokens the provider read from its cache (part of ``prompt_tokens``)
+    cached_tokens: int | None = None
+    #: USD, set when the request finishes (pricing.PriceBook.settle)
+    cost_usd: float | None = None
+    cost_status: str | None = None  # free | exact | estimated | unknown
     prompt_preview: str | None = None
 
     def summary(self) -> dict[str, Any]:

@@ -331,8 +331,23 @@ INVALID = [
     ),
     pytest.param(
         {"backends": [backend(type="anthropic")]},
-        ["backends[0].type", "'anthropic'", "not supported", "ollama"],
-        id="cloud-type-not-yet",
+        ["backends[0].api_key_env", "'anthropic'", "environment variable"],
+        id="cloud-type-needs-a-key-env",
+    ),
+    pytest.param(
+        {"backends": [backend(type="google", api_key_env="K", forward_client_auth=True)]},
+        ["backends[0].forward_client_auth", "'google'", "never a client's credentials"],
+        id="cloud-never-forwards-client-auth",
+    ),
+    pytest.param(
+        {"pricing": {"gpt-4o": {"input": -1, "output": 2}}},
+        ['pricing."gpt-4o".input', "-1", "negative"],
+        id="negative-price",
+    ),
+    pytest.param(
+        {"health_check": {"cloud_interval_seconds": 0}},
+        ["health_check.cloud_interval_seconds", "greater than 0"],
+        id="cloud-interval",
     ),
     pytest.param(
         {"backends": [backend(url="localhost:11434")]},
@@ -469,7 +484,7 @@ def test_several_semantic_errors_are_all_reported_at_once() -> None:
         "backends[0].tier",
         "backends[1].url",
         "backends[1].name",  # same name as backends[0]
-        "backends[2].type",
+        "backends[2].api_key_env",
     ):
         assert key in joined, key
 

@@ -369,7 +369,7 @@ async def test_alias_resolves_before_routing(make: MakeFlow) -> None:
         (UpstreamConnectError("cannot connect: refused"), 502, "backend_error", None),
         (Reply(500, b'{"error":"oom"}'), 502, "backend_error", None),
         (UpstreamTimeout("response", 30), 504, "timeout", None),
-        (Reply(429, b"busy", "text/plain", retry_after="7"), 503, "rate_limited", "7"),
+        (Reply(429, b"busy", "text/plain", retry_after="7"), 429, "rate_limited", "7"),
     ],
     ids=["connect", "500", "timeout", "429"],
 )
