@@ -418,9 +418,13 @@ class MdnsDiscovery:
                 try:
                     if kind == "removed":
                         self.service_removed(instance)
+                    elif self._goodbye_pending(service_type, instance):
+                        # a goodbye's records linger ~1 s in zeroconf's cache (RFC 6762
+                        # §10.1) and can still raise "updated": not a comeback
+                        log.debug("mDNS: %s said goodbye; a stale update ignored", instance)
                     else:
                         record = await self._resolve(service_type, instance)
-                        if record is not None:
+                        if record is not None and not self._goodbye_pending(service_type, instance):
                             await self.service_found(record)
                 except asyncio.CancelledError:
                     raise
@@ -428,6 +432,14 @@ class MdnsDiscovery:
                     log.exception("mDNS: handling %s of %s failed", kind, instance)
         finally:
             self._workers.pop(instance, None)
+
+    def _goodbye_pending(self, service_type: str, instance: str) -> bool:
+        """The service is waiting for removal and its pointer in the cache is gone or is a
+        goodbye (zeroconf keeps a TTL-0 record for one more second, with TTL 1)."""
+        if instance not in self._removal or self._zc is None:
+            return False
+        pointer = self._zc.cache.current_entry_with_name_and_alias(service_type, instance)
+        return pointer is None or pointer.ttl <= 1
 
     async def _resolve(self, service_type: str, instance: str) -> ServiceRecord | None:
         zc = self._zc
