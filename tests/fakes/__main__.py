@@ -1,5 +1,10 @@
 """CLI: `python -m tests.fakes KIND [--port N] [--model ID]...` runs one fake until SIGINT/SIGTERM.
 
+KIND is a local server (ollama, vllm, llamacpp, lmstudio, exo), the OpenAI API (openai; also
+any OpenAI-compatible server) or a cloud API speaking its own protocol (anthropic, google).
+`--api-key` makes the fake demand that key the provider's way (Bearer, `x-api-key`,
+`x-goog-api-key`/`?key=`); `--port 0` picks a free port.
+
 Prints exactly one `fake KIND listening on URL models=[...]` line (flushed) so a parent process
 can wait for readiness by reading stdout instead of sleeping. Faults are set with `--fault`
 (e.g. the hostile ones: `--fault endless_body=true`) and changed at runtime through
@@ -17,7 +22,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from typing import Any
 
-from .server import KINDS, FakeBackend
+from .server import ALL_KINDS, FakeBackend
 from .state import FakeModel, Faults
 
 DEFAULT_PORTS = {
@@ -27,6 +32,13 @@ DEFAULT_PORTS = {
     "vllm": 8000,
     "exo": 52415,
     "openai": 8001,
+    "anthropic": 8002,
+    "google": 8003,
+}
+DEFAULT_MODELS = {
+    "ollama": "llama3:8b",
+    "anthropic": "claude-sonnet-4-5",
+    "google": "gemini-2.5-flash",
 }
 
 
@@ -39,7 +51,7 @@ def _model(spec: str) -> FakeModel:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__)
-    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("kind", choices=ALL_KINDS)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, help="default: the real server's port for KIND")
     parser.add_argument(
@@ -49,11 +61,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_model,
         metavar="ID[,vision][,tools][,embedding][,unloaded][,ctx=N]",
         help=(
-            "repeatable; default: llama3:8b for ollama, fake-model otherwise. llamacpp serves "
-            "the first only, and `embedding` there means started with --embeddings"
+            "repeatable; default: llama3:8b for ollama, claude-sonnet-4-5 for anthropic, "
+            "gemini-2.5-flash for google, fake-model otherwise. llamacpp serves the first "
+            "only, and `embedding` there means started with --embeddings"
         ),
     )
     parser.add_argument("--reply", default="Hello from the fake")
+    parser.add_argument(
+        "--api-key",
+        help=(
+            "the key clients must send; default: anthropic and google take any non-empty "
+            "key, the other kinds want none"
+        ),
+    )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="cloud kinds end text answers with `(you said: <last user text>)`",
+    )
     parser.add_argument("--chunks", type=int, help="exact number of streamed content chunks")
     parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="S")
     parser.add_argument("--latency", type=float, default=0.0, metavar="S")
@@ -66,7 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help=(
             "repeatable; any `Faults` field, VALUE as JSON (else a string), e.g. "
-            "--fault response_bytes=104857600 --fault redirect_to=http://127.0.0.1:9000"
+            "--fault response_bytes=104857600 --fault redirect_to=http://127.0.0.1:9000 "
+            "--fault stream_error_after=2 --fault parallel_tools=2"
         ),
     )
     return parser.parse_args(argv)
@@ -87,9 +113,14 @@ def _fault(spec: str) -> tuple[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    default_model = "llama3:8b" if args.kind == "ollama" else "fake-model"
+    default_model = DEFAULT_MODELS.get(args.kind, "fake-model")
     backend = FakeBackend(
-        args.kind, args.models or [default_model], reply=args.reply, chunks=args.chunks
+        args.kind,
+        args.models or [default_model],
+        reply=args.reply,
+        chunks=args.chunks,
+        api_key=args.api_key,
+        echo=args.echo,
     )
     backend.max_recorded = 10_000  # a standalone fake may serve a long benchmark
     backend.faults.chunk_delay_s = args.chunk_delay

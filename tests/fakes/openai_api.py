@@ -12,10 +12,19 @@ on the real servers:
   `logprobs`, and with `include_usage` puts a zeroed `usage` on every chunk before the real
   usage chunk. An empty prompt only loads the model (`finish_reason: "load"`), as natively.
 - exo has no `/v1/completions` at all (see `server.NO_COMPLETIONS`).
+
+The `openai` kind also plays the hosted OpenAI API: with an `api_key` it wants
+`Authorization: Bearer <key>` (401 `invalid_api_key` otherwise), and its chat answers follow
+the request like a model would, deterministically (see `plan_chat`): tool calls when `tools`
+are offered and no tool results came back yet (streamed as OpenAI does: the call's id and
+name with empty arguments first, then argument fragments under the same `index`), a text
+naming the tool results when they did, JSON for `response_format`, an `[image] ` marker per
+image received.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +37,16 @@ from .state import (
     completion_prompts,
     count_words,
     embed,
+    fragments,
+    json_answer,
+    pick_tools,
     prompt_tokens,
+    reply_text,
+    split_pieces,
+    tool_arguments,
+    tool_said,
 )
-from .wire import dumps, new_id, sse
+from .wire import dumps, new_id, random_id, sse
 
 if TYPE_CHECKING:
     from .server import FakeBackend
@@ -84,6 +100,134 @@ def models_list(fb: FakeBackend) -> dict[str, Any]:
     return listing
 
 
+KEY_HELP = "You can find your API key at https://platform.openai.com/account/api-keys."
+NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). " + KEY_HELP
+)
+STREAM_ERROR = {
+    "error": {
+        "message": "The server had an error while processing your request. Sorry about that!",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+}
+
+
+def check_auth(fb: FakeBackend, request: web.Request) -> web.Response | None:
+    """OpenAI's 401 unless `Authorization: Bearer <fb.api_key>` came (called when a key is set)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer" and key.strip() == fb.api_key:
+        return None
+    if not key.strip():
+        error: dict[str, Any] = {"message": NO_KEY, "code": None}
+    else:
+        key = key.strip()
+        masked = key[:3] + "*" * max(len(key) - 7, 1) + key[-4:] if len(key) > 7 else "***"
+        message = f"Incorrect API key provided: {masked}. {KEY_HELP}"
+        error = {"message": message, "code": "invalid_api_key"}
+    body = {
+        "message": error["message"],
+        "type": "invalid_request_error",
+        "param": None,
+        "code": error["code"],
+    }
+    return web.json_response({"error": body}, status=401)
+
+
+def call_id() -> str:
+    return random_id("call_")
+
+
+def _text_of(content: Any) -> str:
+    """The text of an OpenAI message `content` (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _images_in(messages: list[Any]) -> int:
+    return sum(
+        1
+        for m in messages
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for p in m["content"]
+        if isinstance(p, dict) and p.get("type") in {"image_url", "input_image"}
+    )
+
+
+def plan_chat(fb: FakeBackend, body: dict[str, Any]) -> dict[str, Any] | str:
+    """What the `openai` kind answers: `{"text": str}` or `{"tool_calls": [...]}`, or a 400's
+    message (str) for a request the real API refuses.
+
+    Tool results (the `tool` messages that end the conversation) get a text naming them;
+    else offered `tools` get called (unless `tool_choice` is "none"): the forced one, or the
+    first, `faults.parallel_tools` times (once with `parallel_tool_calls: false`), with
+    arguments built from `parameters` (`state.tool_arguments`).
+    """
+    raw = body.get("messages")
+    messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
+    trailing = len(messages)
+    while trailing > 0 and messages[trailing - 1].get("role") == "tool":
+        trailing -= 1
+    results = [_text_of(m.get("content")) for m in messages[trailing:]]
+    if results:
+        return {"text": _json_mode(body, tool_said(results))}
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is not None and choice != "none":
+        if not isinstance(tools, list) or not all(
+            isinstance(t, dict)
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
+        ):
+            return "Invalid 'tools': each tool must be {type: 'function', function: {name, ...}}."
+        declared = [(t["function"]["name"], t["function"].get("parameters")) for t in tools]
+        forced = None
+        if isinstance(choice, dict):
+            function = choice.get("function")
+            forced = function.get("name") if isinstance(function, dict) else None
+            if not any(name == forced for name, _ in declared):
+                return f"Invalid value for 'tool_choice': tool '{forced}' is not in 'tools'."
+        n = 1 if body.get("parallel_tool_calls") is False else fb.faults.parallel_tools
+        calls = [
+            {
+                "id": call_id(),
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": json.dumps(tool_arguments(schema), separators=(",", ":")),
+                },
+            }
+            for name, schema in pick_tools(declared, forced, n)
+        ]
+        if calls:
+            return {"tool_calls": calls}
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    echo = _text_of(last_user.get("content")) if fb.echo else None
+    return {"text": _json_mode(body, reply_text(fb.reply, images=_images_in(messages), echo=echo))}
+
+
+def _json_mode(body: dict[str, Any], text: str) -> str:
+    """`response_format`: json_object gives `{"reply": text}`, json_schema an example object."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return text
+    if fmt.get("type") == "json_object":
+        return json_answer(text)
+    spec = fmt.get("json_schema")
+    if fmt.get("type") == "json_schema" and isinstance(spec, dict):
+        return json_answer(text, spec.get("schema") if isinstance(spec.get("schema"), dict) else {})
+    return text
+
+
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt,
@@ -130,7 +274,8 @@ async def sse_stream(
 ) -> web.StreamResponse:
     """OpenAI SSE framing: head, content, finish chunk(s), optional usage chunk, `[DONE]`.
 
-    `usage` is the whole usage chunk (`choices: []`); faults apply as in `FakeBackend.stream`.
+    `usage` is the whole usage chunk (`choices: []`); faults apply as in `FakeBackend.stream`,
+    `stream_error_after` sending OpenAI's in-stream `data: {"error": ...}` (no `[DONE]`).
     """
     not_a_stream = await hostile.stream_body_reply(fb, request, fb.reply)
     if not_a_stream is not None:
@@ -139,7 +284,61 @@ async def sse_stream(
     if content_type is None:
         content_type = "text/event-stream"
     tail = [*finish, *([sse(usage)] if usage is not None else []), sse("[DONE]")]
-    return await fb.stream(request, content_type, head=head, content=content, tail=tail)
+    return await fb.stream(
+        request, content_type, head=head, content=content, tail=tail, error=sse(STREAM_ERROR)
+    )
+
+
+async def _tool_call_answer(
+    fb: FakeBackend, request: web.Request, body: dict[str, Any], calls: list[dict[str, Any]]
+) -> web.StreamResponse:
+    """A chat answer that calls tools (`finish_reason: "tool_calls"`), whole or streamed."""
+    prompt = count_words(body.get("messages"))
+    parts = [fragments(c["function"]["arguments"]) for c in calls]
+    completion = sum(len(p) + 1 for p in parts)
+    base = {"id": new_id("chatcmpl"), "created": int(time.time()), "model": str(body["model"])}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None}
+        return await reply_json(
+            fb,
+            request,
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {**message, "annotations": []},
+                        "logprobs": None,
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": _usage(prompt, completion),
+            },
+        )
+    base["object"] = "chat.completion.chunk"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return sse({**base, "choices": [choice]})
+
+    content: list[bytes] = []
+    for index, (call, pieces) in enumerate(zip(calls, parts, strict=True)):
+        function = {"name": call["function"]["name"], "arguments": ""}
+        opening = {"index": index, "id": call["id"], "type": "function", "function": function}
+        content.append(chunk({"tool_calls": [opening]}))
+        content += [
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]}) for p in pieces
+        ]
+    usage = {**base, "choices": [], "usage": _usage(prompt, completion)}
+    return await sse_stream(
+        fb,
+        request,
+        head=[chunk({"role": "assistant", "content": None, "refusal": None})],
+        content=content,
+        finish=[chunk({}, "tool_calls")],
+        usage=usage if wants_usage(body) else None,
+    )
 
 
 def prompt_error(fb: FakeBackend, value: Any) -> str:
@@ -177,9 +376,18 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated
+        if fb.kind == "openai":
+            plan = plan_chat(fb, body)
+            if isinstance(plan, str):
+                return fb.error(request, 400, plan)
+            if "tool_calls" in plan:
+                return await _tool_call_answer(fb, request, body, plan["tool_calls"])
+            text = plan["text"]
+        else:
+            text = fb.reply
         name = model.id if fb.kind == "llamacpp" else str(body["model"])
         prompt = count_words(body.get("messages"))
-        pieces = fb.pieces
+        pieces = split_pieces(text, fb.chunks)
         base = {"id": new_id("chatcmpl"), "created": int(time.time()), "model": name}
         if not body.get("stream"):
             return await reply_json(
@@ -191,7 +399,7 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": fb.reply},
+                            "message": {"role": "assistant", "content": text},
                             "logprobs": None,
                             "finish_reason": "stop",
                         }

@@ -1,7 +1,8 @@
 """FakeBackend: one aiohttp app that impersonates a real inference server over a real socket.
 
-Protocol details live in `openai_api`, `ollama_api` and `native_api`; this module owns what they
-share: request recording, fault gating, stream writing with drops, disconnect detection and the
+Protocol details live in `openai_api`, `ollama_api`, `native_api`, `anthropic_api` and
+`google_api`; this module owns what they share: request recording, authentication, fault
+gating, stream writing with drops and in-stream errors, disconnect detection and the
 listen/stop lifecycle.
 """
 
@@ -17,9 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import hostile, native_api, ollama_api, openai_api
+from . import anthropic_api, google_api, hostile, native_api, ollama_api, openai_api
 from .state import (
-    GENERATION_PATHS,
     FakeModel,
     Faults,
     RecordedRequest,
@@ -28,7 +28,13 @@ from .state import (
 )
 from .wire import BODY_KEY
 
+#: the kinds that serve the OpenAI-compatible surface (`/v1/models`, chat, completions, ...)
 KINDS = ("ollama", "openai", "vllm", "llamacpp", "lmstudio", "exo")
+#: the cloud APIs that speak only their own protocol (no OpenAI surface)
+NATIVE_CLOUD_KINDS = ("anthropic", "google")
+ALL_KINDS = KINDS + NATIVE_CLOUD_KINDS
+#: the hosted APIs (`openai` is also the generic OpenAI-compatible server)
+CLOUD_KINDS = ("openai", *NATIVE_CLOUD_KINDS)
 # exo's API has chat completions but no legacy `/v1/completions` (checked up to mid-2026)
 NO_COMPLETIONS = frozenset({"exo"})
 LLAMACPP_NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
@@ -51,7 +57,14 @@ _ERROR_TYPES = {
 
 
 class FakeBackend:
-    """A controllable stand-in for Ollama, vLLM, llama.cpp, LM Studio, exo or any OpenAI server."""
+    """A controllable stand-in for Ollama, vLLM, llama.cpp, LM Studio, exo, any OpenAI server,
+    or the Anthropic and Google (Gemini) APIs.
+
+    `api_key`: the key clients must send (Anthropic `x-api-key`, Google `x-goog-api-key` or
+    `?key=`, otherwise `Authorization: Bearer`). None: Anthropic and Google accept any
+    non-empty key (and refuse a missing one), the other kinds ask for none.
+    `echo`: cloud kinds end their text answers with `(you said: <last user text>)`.
+    """
 
     def __init__(
         self,
@@ -62,14 +75,18 @@ class FakeBackend:
         chunks: int | None = None,
         name: str | None = None,
         completions: bool | None = None,
+        api_key: str | None = None,
+        echo: bool = False,
     ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        if kind not in ALL_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {ALL_KINDS}")
         self.kind = kind
         self.name = name or kind
         self.models: list[FakeModel] = [FakeModel.coerce(m) for m in models or ["fake-model"]]
         self.reply = reply
         self.chunks = chunks
+        self.api_key = api_key
+        self.echo = echo
         self.faults = Faults()
         # serve `/v1/completions`? (None: what the real server does; read when the app is built)
         self.serves_completions = kind not in NO_COMPLETIONS if completions is None else completions
@@ -185,6 +202,10 @@ class FakeBackend:
         the rest the OpenAI `{"error": {message, type, code: str}}`.
         """
         message = message or f"fake {self.kind} error {status}"
+        if self.kind == "anthropic":
+            return anthropic_api.error(self, status, message)
+        if self.kind == "google":
+            return google_api.error(self, status, message)
         headers: dict[str, str] = {}
         if self.faults.retry_after is not None and status >= 400:
             headers["Retry-After"] = str(self.faults.retry_after)
@@ -197,15 +218,32 @@ class FakeBackend:
             body = {"message": message, "type": err_type, "code": code}
         return web.json_response({"error": body}, status=status, headers=headers)
 
+    def check_auth(self, request: web.Request) -> web.Response | None:
+        """The provider's refusal when the request lacks the configured key, else None."""
+        if self.kind == "anthropic":
+            return anthropic_api.check_auth(self, request)
+        if self.kind == "google":
+            return google_api.check_auth(self, request)
+        if self.api_key is None:
+            return None
+        return openai_api.check_auth(self, request)
+
     async def gate(
-        self, request: web.Request, endpoint: str = "chat"
+        self,
+        request: web.Request,
+        endpoint: str = "chat",
+        *,
+        ident: str | None = None,
+        not_found: str | None = None,
     ) -> tuple[dict[str, Any], FakeModel] | web.Response:
         """Shared front half of inference handlers: parse, faults, latency, model lookup.
 
         `endpoint` is `chat`, `completions` or `embeddings`; it decides which models qualify.
         A mismatch is refused like the real server: llama.cpp (whose one model's `embedding`
         flag stands for `--embeddings`) answers embeddings with 501 unless started for them,
-        and generation with 500 when it was; other kinds answer 400.
+        and generation with 500 when it was; Google with its 404; other kinds answer 400.
+        `ident` names the model when the path does (Google), else the body's `model` does;
+        `not_found` is the 404 message of a provider that words it its own way.
         """
         embedding = endpoint == "embeddings"
         if self.kind == "llamacpp" and embedding and not self._llamacpp_embeds():
@@ -219,8 +257,11 @@ class FakeBackend:
             await asyncio.sleep(self.faults.latency_s)
         if failure is not None:
             return self.error(request, failure, f"injected failure {failure}")
-        ident = body.get("model")
-        model = self.model(ident if isinstance(ident, str) else None)
+        if ident is None:
+            ident = body.get("model") if isinstance(body.get("model"), str) else None
+        model = self.model(ident)
+        if model is None and not_found is not None:
+            return self.error(request, 404, not_found)
         if model is None:
             message = f"model '{ident}' not found"
             if self.kind == "llamacpp" or (
@@ -237,6 +278,8 @@ class FakeBackend:
                 },
                 status=404,
             )
+        if embedding != model.embedding and self.kind == "google" and not_found is not None:
+            return self.error(request, 404, not_found)
         if embedding and not model.embedding:
             return self.error(request, 400, f"model '{model.id}' does not support embeddings")
         if not embedding and model.embedding:
@@ -259,11 +302,16 @@ class FakeBackend:
         head: Sequence[bytes],
         content: Sequence[bytes],
         tail: Sequence[bytes],
+        *,
+        error: bytes | None = None,
     ) -> web.StreamResponse:
-        """Write events one by one, honouring chunk delay and the mid-stream drop fault.
+        """Write events one by one, honouring chunk delay and the mid-stream faults.
 
         `drop_after_chunks` counts `content` events only; the drop happens before `tail`, so the
         client never sees a clean end (no finish event, no chunked terminator).
+        `stream_error_after` (when the protocol has an in-stream `error` event) also counts
+        `content` events: after that many (or all of them, if fewer) the error event is sent
+        and the body ends cleanly, without the `tail`.
         `unframed_after` counts every event: after that many, bytes that never end an event.
         An empty `content_type` leaves the header out.
         """
@@ -273,9 +321,19 @@ class FakeBackend:
         request[_STREAMING] = True
         self.streams_open += 1
         self._notify()
+        fail_at: int | None = None
+        if error is not None and self.faults.stream_error_after is not None:
+            fail_at = len(head) + min(max(self.faults.stream_error_after, 0), len(content))
         try:
             first = True
-            for index, event in enumerate([*head, *content, *tail]):
+            for index, event in enumerate([*head, *content, *tail, b""]):
+                if index == fail_at and error is not None:
+                    if not first and self.faults.chunk_delay_s > 0:
+                        await asyncio.sleep(self.faults.chunk_delay_s)
+                    await resp.write(error)
+                    break
+                if index == len(head) + len(content) + len(tail):
+                    break  # the sentinel: every event was written
                 if index == self.faults.unframed_after:
                     await hostile.write_unframed(self, resp)
                 in_content = len(head) <= index
@@ -326,12 +384,15 @@ class FakeBackend:
             moved = hostile.redirect(self, request, inference)
             if moved is not None:
                 return moved
+            refused = self.check_auth(request)
+            if refused is not None:
+                return refused
             if self.kind == "llamacpp" and self.faults.loading:
                 return self.error(request, 503, "Loading model")  # llama-server gates every route
             status = self.faults.health_status
             if status is not None and request.method in {"GET", "HEAD"}:
                 return self.error(request, status, f"forced health status {status}")
-        generating = request.method == "POST" and request.path in GENERATION_PATHS
+        generating = endpoint_of(request.method, request.path) in {"chat", "completions"}
         self.active_chats += generating
         try:
             return await handler(request)
@@ -346,11 +407,16 @@ class FakeBackend:
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024**2)
-        openai_api.add_routes(app, self)
-        if self.kind == "ollama":
-            ollama_api.add_routes(app, self)
+        if self.kind == "anthropic":
+            anthropic_api.add_routes(app, self)
+        elif self.kind == "google":
+            google_api.add_routes(app, self)
         else:
-            native_api.add_routes(app, self)
+            openai_api.add_routes(app, self)
+            if self.kind == "ollama":
+                ollama_api.add_routes(app, self)
+            else:
+                native_api.add_routes(app, self)
         app.router.add_get("/_fake/state", self._state)
         app.router.add_post("/_fake/faults", self._set_faults)
         app.router.add_post("/_fake/models", self._set_models)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/api/chat"})
+# `/v1/messages` is Anthropic's; Google's `models/M:generateContent` paths are matched by suffix
+CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/api/chat", "/v1/messages"})
 # `/completion(s)` are llama.cpp's native routes, `/api/generate` Ollama's native one
 COMPLETION_PATHS = frozenset({"/v1/completions", "/completions", "/completion", "/api/generate"})
 EMBEDDING_PATHS = frozenset(
@@ -25,12 +27,23 @@ ENDPOINTS: dict[str, frozenset[str]] = {
     "embeddings": EMBEDDING_PATHS,
 }
 GENERATION_PATHS = CHAT_PATHS | COMPLETION_PATHS
+#: Google's `POST /v1beta/models/{model}:{method}`, method to endpoint
+GOOGLE_METHODS = {
+    "generateContent": "chat",
+    "streamGenerateContent": "chat",
+    "embedContent": "embeddings",
+    "batchEmbedContents": "embeddings",
+}
+_GOOGLE_PATH = re.compile(r"^/v1(?:beta)?/models/[^/:]+:(\w+)$")
 
 
 def endpoint_of(method: str, path: str) -> str | None:
     """`chat`, `completions` or `embeddings` for an inference request, else None."""
     if method != "POST":
         return None
+    google = _GOOGLE_PATH.match(path)
+    if google is not None:
+        return GOOGLE_METHODS.get(google.group(1))
     return next((name for name, paths in ENDPOINTS.items() if path in paths), None)
 
 
@@ -99,6 +112,11 @@ class Faults:
     # Any request:
     redirect_to: str | None = None  # inference requests get a 307 to this base URL + their path
     redirect_probes: bool = False  # ... and so do all other requests (the probes' metadata calls)
+    # Cloud providers (openai, anthropic, google kinds):
+    stream_error_after: int | None = None  # after N content events, the provider's in-stream
+    # error event, then a clean end (before the finish events at the latest, so it always fires)
+    parallel_tools: int = 1  # tool calls per answer when the fake decides to call tools
+    sse_crlf: bool | None = None  # end SSE lines with CRLF (None: as the real server; Google does)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Merge a partial dict (control endpoint); unknown keys are a caller bug, so raise."""
@@ -123,6 +141,9 @@ class Faults:
         return self.fail_status
 
 
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+
+
 @dataclass
 class RecordedRequest:
     """What the fake received, so tests can assert on exactly what Nexus forwarded."""
@@ -139,6 +160,18 @@ class RecordedRequest:
     def endpoint(self) -> str | None:
         """`chat`, `completions`, `embeddings` (native Ollama/llama.cpp routes included) or None."""
         return endpoint_of(self.method, self.path)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """Every credential the request carried, keyed by where it was.
+
+        `authorization` (the whole header, e.g. `Bearer sk-...`), `x-api-key` (Anthropic),
+        `x-goog-api-key` (Google's header) and `key` (Google's `?key=` query parameter).
+        """
+        found = {h: self.headers[h] for h in _CREDENTIAL_HEADERS if h in self.headers}
+        if "key" in self.query:
+            found["key"] = self.query["key"]
+        return found
 
     @property
     def is_chat(self) -> bool:
@@ -228,3 +261,88 @@ def parameter_size(ident: str) -> float:
     """Billions of parameters guessed from an Ollama-style tag (`llama3:8b` -> 8.0)."""
     match = re.search(r"(\d+(?:\.\d+)?)b\b", ident.lower())
     return float(match.group(1)) if match else 8.0
+
+
+# ------------------------------------------------------------------ cloud answers (pure data)
+def example_value(schema: Any) -> Any:
+    """A value that fits a JSON schema (or Google's OpenAPI subset with upper-case types).
+
+    Only `required` properties are filled (strings "x", numbers 1, booleans true, arrays and
+    objects empty unless their own schema requires more); an `enum` gives its first value.
+    Deterministic, so tests can assert the exact tool arguments a fake sends.
+    """
+    if not isinstance(schema, dict):
+        return "x"
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    kind = schema.get("type")
+    if isinstance(kind, list):  # JSON schema's ["string", "null"]
+        kind = next((k for k in kind if k != "null"), None)
+    kind = kind.lower() if isinstance(kind, str) else None
+    if kind is None and isinstance(schema.get("properties"), dict):
+        kind = "object"
+    if kind == "object":
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        required = schema.get("required")
+        names = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+        return {name: example_value(props.get(name)) for name in names}
+    return {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}.get(
+        kind or "", "x"
+    )
+
+
+def tool_arguments(schema: Any) -> dict[str, Any]:
+    """A tool call's arguments: always an object (`{}` for a tool without parameters)."""
+    value = example_value(schema) if isinstance(schema, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def tool_said(results: list[str]) -> str:
+    """The text answer to a turn that carried tool results: names what the tools returned."""
+    return "Tool said: " + " | ".join(results)
+
+
+def reply_text(base: str, *, images: int = 0, echo: str | None = None) -> str:
+    """The text a cloud fake answers: `[image] ` once per image received, then `base`, then
+    (when echoing) `(you said: <last user text>)`."""
+    text = "[image] " * images + base
+    return text if echo is None else f"{text} (you said: {echo})"
+
+
+def json_answer(text: str, schema: Any = None) -> str:
+    """JSON mode: an object fitting `schema` if one was given, else `{"reply": text}`.
+
+    Spaced like `json.dumps` defaults so a stream still has several word pieces.
+    """
+    value = example_value(schema) if isinstance(schema, dict) else {"reply": text}
+    return json.dumps(value)
+
+
+def apply_stops(text: str, stops: Any) -> tuple[str, str | None]:
+    """Cut `text` before the earliest stop sequence: the text kept and the sequence matched."""
+    if isinstance(stops, str):
+        stops = [stops]
+    if not isinstance(stops, list):
+        return text, None
+    hits = [(text.find(s), s) for s in stops if isinstance(s, str) and s and s in text]
+    if not hits:
+        return text, None
+    at, stop = min(hits)
+    return text[:at], stop
+
+
+def pick_tools(tools: list[tuple[str, Any]], forced: str | None, n: int) -> list[tuple[str, Any]]:
+    """The `(name, schema)` pairs to call: `n` calls (at least one) of the forced tool, or of
+    the declared tools in turn starting with the first; none when there is nothing to call."""
+    if forced is not None:
+        tools = [t for t in tools if t[0] == forced][:1]
+    if not tools:
+        return []
+    return [tools[i % len(tools)] for i in range(max(n, 1))]
+
+
+def fragments(text: str, count: int = 3) -> list[str]:
+    """`text` cut into up to `count` consecutive pieces (a streamed tool call's arguments)."""
+    return split_pieces(text, min(count, len(text))) if text else []
