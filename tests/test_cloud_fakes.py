@@ -445,6 +445,10 @@ async def test_anthropic_errors_by_status(make: Make, client: httpx.AsyncClient)
     fb.faults.fail_status = None
     unknown = await client.post(f"{fb.url}/v1/messages", json=ant_body(model="x"), headers=ANT)
     assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "model: x"
+    # the body is checked before the model is looked up
+    invalid = {**ant_body(model="x"), "max_tokens": "many"}
+    refused = await client.post(f"{fb.url}/v1/messages", json=invalid, headers=ANT)
+    assert refused.status_code == 400
 
 
 async def test_anthropic_mid_stream_error_and_drop(make: Make, client: httpx.AsyncClient) -> None:
@@ -595,6 +599,12 @@ async def test_google_generate(make: Make, client: httpx.AsyncClient) -> None:
     }
     text = (await client.post(url, json=seen, headers=GOOG)).json()
     assert text["candidates"][0]["content"]["parts"][0]["text"] == "[image] Hello from the fake"
+    fb.echo = True
+    text = (await client.post(url, json=seen, headers=GOOG)).json()
+    assert text["candidates"][0]["content"]["parts"][0]["text"] == (
+        "[image] Hello from the fake (you said: what is this)"
+    )
+    fb.echo = False
     # the other methods
     count = await client.post(
         f"{fb.url}/v1beta/models/gemini-a:countTokens", json=goog_body("a b c"), headers=GOOG

@@ -277,6 +277,8 @@ def validate(body: dict[str, Any]) -> str | None:
         return "max_tokens: Input should be a valid integer"
     if limit < 1:
         return "max_tokens: Input should be greater than or equal to 1"
+    if not isinstance(body.get("stream", False), bool):
+        return "stream: Input should be a valid boolean"
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         return "system: Input should be a valid string or a list of text blocks"
@@ -500,13 +502,10 @@ def add_routes(app: web.Application, fb: FakeBackend) -> None:
     async def messages(request: web.Request) -> web.StreamResponse:
         sent = body_of(request)
         ident = sent.get("model") if isinstance(sent, dict) else None
-        gated = await fb.gate(request, "chat", not_found=f"model: {ident}")
+        gated = await fb.gate(request, "chat", not_found=f"model: {ident}", validate=validate)
         if isinstance(gated, web.StreamResponse):
             return gated
         body, model = gated
-        problem = validate(body)
-        if problem is not None:
-            return error(fb, 400, problem)
         blocks, reason, stop = plan(fb, body)
         cut = [_deltas(b) for b in blocks]
         n_in, n_out = input_tokens(body), max(sum(len(d) for _, d in cut), 1)

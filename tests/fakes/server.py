@@ -235,6 +235,7 @@ class FakeBackend:
         *,
         ident: str | None = None,
         not_found: str | None = None,
+        validate: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> tuple[dict[str, Any], FakeModel] | web.Response:
         """Shared front half of inference handlers: parse, faults, latency, model lookup.
 
@@ -243,7 +244,8 @@ class FakeBackend:
         flag stands for `--embeddings`) answers embeddings with 501 unless started for them,
         and generation with 500 when it was; Google with its 404; other kinds answer 400.
         `ident` names the model when the path does (Google), else the body's `model` does;
-        `not_found` is the 404 message of a provider that words it its own way.
+        `not_found` is the 404 message of a provider that words it its own way; `validate`
+        returns the 400 message for a body the provider refuses before it looks the model up.
         """
         embedding = endpoint == "embeddings"
         if self.kind == "llamacpp" and embedding and not self._llamacpp_embeds():
@@ -257,6 +259,9 @@ class FakeBackend:
             await asyncio.sleep(self.faults.latency_s)
         if failure is not None:
             return self.error(request, failure, f"injected failure {failure}")
+        problem = validate(body) if validate is not None else None
+        if problem is not None:
+            return self.error(request, 400, problem)
         if ident is None:
             ident = body.get("model") if isinstance(body.get("model"), str) else None
         model = self.model(ident)

@@ -112,11 +112,12 @@ class Faults:
     # Any request:
     redirect_to: str | None = None  # inference requests get a 307 to this base URL + their path
     redirect_probes: bool = False  # ... and so do all other requests (the probes' metadata calls)
-    # Cloud providers (openai, anthropic, google kinds):
+    # In-stream errors (every SSE stream: the OpenAI surface's, Anthropic's and Google's):
     stream_error_after: int | None = None  # after N content events, the provider's in-stream
     # error event, then a clean end (before the finish events at the latest, so it always fires)
+    # Cloud providers (openai, anthropic, google kinds):
     parallel_tools: int = 1  # tool calls per answer when the fake decides to call tools
-    sse_crlf: bool | None = None  # end SSE lines with CRLF (None: as the real server; Google does)
+    sse_crlf: bool | None = None  # Google's SSE: end lines with CRLF (None: yes, as Google does)
 
     def update(self, changes: dict[str, Any]) -> None:
         """Merge a partial dict (control endpoint); unknown keys are a caller bug, so raise."""
