@@ -137,6 +137,9 @@ class Nexus:
         await self.history.stop()
 
     def add_backend(self, backend: Backend, *, check: bool = True) -> Backend:
+        # the transport must get the normalised base URL too (a configured ".../v1" would
+        # otherwise become ".../v1/v1/models")
+        backend.url = normalise_url(backend.url)
         backend.agent = create_agent(backend, self.http, self.timeouts)
         self.registry.add(backend)
         if check:

@@ -442,8 +442,8 @@ def test_anthropic_translation_equals_the_servers_openai_answer(
     anthropic_nexus.wait_idle()
     recs = anthropic_nexus.call(lambda: anthropic_nexus.core.history.recent(2))
     assert [(r.stream, r.backend, r.status_code) for r in recs] == [
-        (True, "claude-ish", 200),
         (False, "claude-ish", 200),
+        (True, "claude-ish", 200),
     ]
     assert all(r.prompt_tokens and r.completion_tokens for r in recs)
     # a model with no price on a cloud-type backend: never a silent 0
