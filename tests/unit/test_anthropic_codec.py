@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -695,7 +694,7 @@ def test_user_becomes_metadata_user_id() -> None:
 
 
 def test_fields_anthropic_cannot_take_are_dropped_with_a_debug_line(
-    caplog: pytest.LogCaptureFixture,
+    translate_log: pytest.LogCaptureFixture,
 ) -> None:
     extras = {
         "frequency_penalty": 0.5,
@@ -710,12 +709,11 @@ def test_fields_anthropic_cannot_take_are_dropped_with_a_debug_line(
         "logprobs": False,
         "stream_options": {"include_usage": True},
     }
-    with caplog.at_level(logging.DEBUG, logger="nexus.translate"):
-        got = wire(chat(**extras))
+    got = wire(chat(**extras))
     assert set(got) == {"model", "max_tokens", "messages"}
     assert (
         "frequency_penalty, logit_bias, metadata, presence_penalty, reasoning_effort, seed"
-        in caplog.text
+        in translate_log.text
     )
 
 

@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -478,18 +477,6 @@ def test_generation_config() -> None:
 )
 def test_json_mode(response_format: dict[str, Any], config: dict[str, Any] | None) -> None:
     assert encode(body_of(response_format=response_format)).get("generationConfig") == config
-
-
-@pytest.fixture
-def translate_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Captured on its own logger: a daemon started earlier may stop ``nexus`` propagating."""
-    logger = logging.getLogger("nexus.translate")
-    logger.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.DEBUG, logger="nexus.translate"):
-            yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 def test_unknown_fields_are_dropped(translate_log: pytest.LogCaptureFixture) -> None:
