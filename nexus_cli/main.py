@@ -199,15 +199,20 @@ def _backends(args: argparse.Namespace, client: Any, table: Any) -> int:
         b = client.patch_backend(args.id, drain=not args.undo)
         print(f"Backend '{b['id']}' is now {b['status']}")
         return 0
+    backends = client.backends()
     rows = [
         {
             **b,
             "models": len(b["models"]),
             "latency": f"{b['latency_ema_ms']:.0f}ms" if b["latency_ema_ms"] is not None else None,
         }
-        for b in client.backends()
+        for b in backends
     ]
     table(rows, ("id", "type", "source", "status", "models", "pending", "latency", "url"))
+    # why a backend is not healthy, under the table (a reason is too long for a column)
+    for b in backends:
+        if b["last_error"] and b["status"] != "healthy":
+            print(f"{b['id']}: {b['status']} — {b['last_error']}")
     return 0
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.fakes import FakeBackend
 from tests.harness import DaemonThread, ollama_backend
+from tests.test_cli_usability import nexus_cmd, nexusctl
 
 KEYS = {"openai": "sk-openai-test", "anthropic": "sk-ant-test", "google": "AIza-test"}
 MODELS = {
@@ -276,6 +277,17 @@ def test_a_missing_key_disables_the_backend_and_requests_route_elsewhere(
     assert claude.requests == []  # never probed, never sent a request without a key
     stats = httpx.get(d.url + "/v1/stats").json()
     assert {b["id"]: b["status"] for b in stats["backends"]}["anthropic"] == "disabled"
+    # the reason on every surface: nexus backends, nexusctl, the dashboard
+    human = nexus_cmd(d, "backends")
+    assert (
+        "anthropic: disabled — no API key: environment variable NEXUS_TEST_ANTHROPIC_KEY is not set"
+        in human.stdout
+    ), human.stdout
+    listed = json.loads(nexusctl(d, "backends").stdout)
+    entry = next(b for b in listed if b["id"] == "anthropic")
+    assert entry["status"] == "disabled" and "NEXUS_TEST_ANTHROPIC_KEY" in entry["disabled_reason"]
+    page = httpx.get(d.url + "/").text
+    assert "NEXUS_TEST_ANTHROPIC_KEY is not set" in page
 
 
 # --- rate limits ---------------------------------------------------------------------------------
