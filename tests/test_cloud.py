@@ -12,9 +12,11 @@ import json
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
+from nexusd.control.schema import SCHEMAS
 from tests.fakes import FakeBackend
 from tests.harness import DaemonThread, ollama_backend
 from tests.test_cli_usability import nexus_cmd, nexusctl
@@ -452,3 +454,48 @@ def test_a_providers_mid_stream_error_reaches_the_sdk_as_an_error(cloud, kind: s
     d.wait_idle()
     (rec,) = d.call(lambda: d.core.history.recent(1))
     assert rec.outcome == "error" and rec.error_type == "stream_interrupted"
+
+
+# --- probes and pass-through accounting ------------------------------------------------------
+
+
+def test_a_healthy_cloud_backend_is_probed_at_the_cloud_interval_only(
+    fakes, nexus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", KEYS["anthropic"])
+    claude = fakes("anthropic", [MODELS["anthropic"]])
+    local = fakes("ollama", ["llama3:8b"])
+    d = nexus(
+        {
+            "backends": [cloud_backend("anthropic", claude), ollama_backend("box", local.url)],
+            "health_check": {"interval_seconds": 0.2, "cloud_interval_seconds": 300},
+        }
+    )
+    d.wait_healthy("anthropic", "box")
+    cycles = d.call(lambda: d.core.health.cycles)
+    assert d.wait_until(lambda: d.core.health.cycles >= cycles + 5)
+    listings = [r for r in claude.requests if r.path == "/v1/models"]
+    assert len(listings) == 1  # the first probe only; the local one was asked every cycle
+    assert listings[0].query.get("limit") == "1000"
+    assert not claude.chat_requests  # a probe never runs inference
+    assert len([r for r in local.requests if r.path == "/api/tags"]) >= 5
+
+
+def test_an_openai_stream_is_accounted_even_when_the_client_asks_no_usage(cloud) -> None:
+    fake, d = cloud("openai")
+    chunks = list(
+        sdk(d).chat.completions.create(
+            model=MODELS["openai"], messages=[{"role": "user", "content": "Say hello"}], stream=True
+        )
+    )
+    # Nexus asked the provider for usage (billing needs it) but the client, who did not,
+    # gets no usage chunk
+    assert fake.chat_requests[-1].json["stream_options"] == {"include_usage": True}
+    assert all(c.choices for c in chunks) and chunks[-1].choices[0].finish_reason == "stop"
+    d.wait_idle()
+    (rec,) = d.call(lambda: d.core.history.recent(1))
+    assert rec.prompt_tokens and rec.completion_tokens
+    expected = (rec.prompt_tokens * 0.15 + rec.completion_tokens * 0.60) / 1_000_000  # gpt-4o-mini
+    assert rec.cost_status == "exact" and rec.cost_usd == pytest.approx(expected)
+    jsonschema.validate(httpx.get(d.url + "/v1/stats").json(), SCHEMAS["stats"])
+    jsonschema.validate(httpx.get(d.url + "/v1/history").json(), SCHEMAS["requests"])

@@ -61,6 +61,7 @@ BACKEND = obj(
         "passive_failures": INT,
         "latency_ema_ms": OPT_NUM,
         "last_error": OPT_STR,
+        "disabled_reason": OPT_STR,
         "last_check": OPT_NUM,
         "metadata": {"type": "object"},
         "models": {"type": "array", "items": MODEL_INFO},
@@ -119,6 +120,8 @@ REQUEST_RECORD = obj(
         "error": OPT_STR,
         "failed_backends": {"type": "array", "items": STR},
         "endpoint": ENDPOINT,
+        "cost_usd": OPT_NUM,
+        "cost_status": {"enum": ["free", "exact", "estimated", "unknown", None]},
     }
 )
 
@@ -253,6 +256,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "average_ttft_ms": OPT_NUM,
                         "latency_ema_ms": OPT_NUM,
                         "pending": INT,
+                        "cost_usd": NUM,
                     }
                 ),
             },
@@ -265,9 +269,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "errors": INT,
                         "average_duration_ms": NUM,
                         "tokens": obj({"prompt": INT, "completion": INT}),
+                        "cost_usd": NUM,
                     }
                 ),
             },
+            "cost": obj(
+                {
+                    "total_usd": NUM,
+                    "priced_requests": INT,
+                    "estimated_requests": INT,
+                    "unknown_requests": INT,
+                }
+            ),
         }
     ),
     "trends": obj(
