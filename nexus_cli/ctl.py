@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", dest="type_")
     add.add_argument("--name")
     add.add_argument("--priority", type=int)
+    add.add_argument(
+        "--api-key-env", metavar="VAR", help="cloud types: the env var holding the key"
+    )
     bs.add_parser("scan", help="probe the usual local ports now; prints what was added")
     rm = bs.add_parser("rm", help="remove a backend (and from the config file if it is there)")
     rm.add_argument("id")
@@ -220,7 +223,11 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
         if action == "add":
             return show(
                 client.add_backend(
-                    args.url, type=args.type_, name=args.name, priority=args.priority
+                    args.url,
+                    type=args.type_,
+                    name=args.name,
+                    priority=args.priority,
+                    api_key_env=args.api_key_env,
                 )
             )
         if action == "scan":

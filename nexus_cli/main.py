@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("-t", "--type", dest="type_")
     add.add_argument("-n", "--name")
     add.add_argument("-p", "--priority", type=int)
+    add.add_argument(
+        "--api-key-env", metavar="VAR", help="cloud types: the env var holding the key"
+    )
     bsub.add_parser("scan", help="look for local servers on their usual ports now")
     remove = bsub.add_parser("remove", help="remove a backend")
     remove.add_argument("id")
@@ -174,11 +177,19 @@ def _talk_to_daemon(args: argparse.Namespace) -> int:
 def _backends(args: argparse.Namespace, client: Any, table: Any) -> int:
     action = args.action or "list"
     if action == "add":
-        b = client.add_backend(args.url, type=args.type_, name=args.name, priority=args.priority)
+        b = client.add_backend(
+            args.url,
+            type=args.type_,
+            name=args.name,
+            priority=args.priority,
+            api_key_env=args.api_key_env,
+        )
         print(
             f"Added backend {b['id']} ({b['type']}) at {b['url']} — saved to the config. "
             f"Its id (or its name, {b['name']}) works with remove and drain."
         )
+        if b.get("disabled_reason"):
+            print(f"It is disabled: {b['disabled_reason']}")
         return 0
     if action == "scan":
         found = client.scan_backends()

@@ -499,3 +499,42 @@ def test_an_openai_stream_is_accounted_even_when_the_client_asks_no_usage(cloud)
     assert rec.cost_status == "exact" and rec.cost_usd == pytest.approx(expected)
     jsonschema.validate(httpx.get(d.url + "/v1/stats").json(), SCHEMAS["stats"])
     jsonschema.validate(httpx.get(d.url + "/v1/history").json(), SCHEMAS["requests"])
+
+
+def test_a_cloud_backend_added_from_the_cli(fakes, nexus, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXUS_TEST_GOOGLE_KEY", KEYS["google"])
+    monkeypatch.delenv("NEXUS_TEST_NOT_SET", raising=False)
+    gemini = fakes("google", [MODELS["google"]])
+    d = nexus()
+    out = nexus_cmd(
+        d,
+        "backends",
+        "add",
+        gemini.url,
+        "-t",
+        "google",
+        "-n",
+        "Gemini",
+        "--api-key-env",
+        "NEXUS_TEST_GOOGLE_KEY",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Added backend gemini (google)" in out.stdout and "disabled" not in out.stdout
+    d.wait_healthy("gemini")
+    r = sdk(d).chat.completions.create(
+        model=MODELS["google"], messages=[{"role": "user", "content": "hi"}]
+    )
+    assert r.choices[0].message.content
+    out = nexus_cmd(
+        d,
+        "backends",
+        "add",
+        "https://api.anthropic.com",
+        "-t",
+        "anthropic",
+        "--api-key-env",
+        "NEXUS_TEST_NOT_SET",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "It is disabled: no API key: environment variable NEXUS_TEST_NOT_SET" in out.stdout
+    assert 'api_key_env = "NEXUS_TEST_NOT_SET"' in d.config_path.read_text()
