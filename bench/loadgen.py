@@ -1,7 +1,10 @@
 """Closed-loop HTTP/1.1 load generator for the benchmark (its own process, uvloop, raw sockets).
 
 ``concurrency`` keep-alive connections each send one ``POST /v1/chat/completions`` at a time
-and send the next one as soon as the previous response is complete (no think time). All
+and send the next one as soon as the previous response is complete (no think time). With
+``--dialect anthropic`` the request is Anthropic's (``POST /v1/messages`` body, ``x-api-key``
+and ``anthropic-version`` headers): the bench's direct baseline for the translation
+workloads, the load generator talking to the fake in the fake's own dialect. All
 work happens in protocol callbacks: no coroutine or future per request, so the client costs
 a few tens of microseconds per request and per chunk.
 
@@ -11,7 +14,8 @@ Timing (``time.perf_counter``, per request):
   terminating zero-size chunk of a chunked body);
 - TTFB: request written → first body byte (for a stream: the chunk carrying the first
   ``data:`` event);
-- chunks: SSE ``data:`` events in the body, ``[DONE]`` excluded.
+- chunks: SSE ``data:`` events in the body, ``[DONE]`` excluded (Anthropic dialect: the
+  ``text_delta`` events; a stream is complete with exactly one ``message_stop``).
 
 Only requests that *complete* inside the measuring window (after the warm-up) are counted,
 as wrk does. Requests still in flight at the end are reported as ``unfinished`` and their
@@ -224,8 +228,13 @@ class Client(asyncio.Protocol):
             if self.status == 200:
                 body = b"".join(self.body)
                 if self.gen.stream:
-                    events = body.count(b"data:")
-                    done = body.count(b"data: [DONE]")
+                    if self.gen.anthropic:
+                        events = body.count(b'"text_delta"')
+                        done = body.count(b"event: message_stop")
+                        events += done
+                    else:
+                        events = body.count(b"data:")
+                        done = body.count(b"data: [DONE]")
                     if done != 1:
                         stats.error("stream_without_done")
                     else:
@@ -259,17 +268,28 @@ class LoadGen:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 80
         self.stream = args.stream
-        body = {
-            "model": args.model,
-            "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
-            "max_tokens": 64,
-            "stream": args.stream,
-        }
+        self.anthropic = args.dialect == "anthropic"
+        if self.anthropic:
+            body = {
+                "model": args.model,
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                "stream": args.stream,
+            }
+            auth = "x-api-key: sk-ant-bench\r\nanthropic-version: 2023-06-01"
+        else:
+            body = {
+                "model": args.model,
+                "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                "max_tokens": 64,
+                "stream": args.stream,
+            }
+            auth = "Authorization: Bearer sk-bench"
         payload = json.dumps(body).encode()
         self.request_bytes = (
             f"POST {url.path or '/'} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "User-Agent: nexus-bench\r\nAccept: */*\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer sk-bench\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"{auth}\r\nContent-Length: {len(payload)}\r\n\r\n"
         ).encode() + payload
         self.stats = Stats()
         self.clients: list[Client] = []
@@ -359,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-w", "--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--model", default="bench-model")
+    parser.add_argument(
+        "--dialect",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="request shape (anthropic: a Messages API body for POST /v1/messages)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop

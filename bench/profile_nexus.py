@@ -15,6 +15,7 @@ Usage::
 
     python bench/profile_nexus.py                      # ns-c64 and s-c64, 10 s each
     python bench/profile_nexus.py --workloads ns-c1 --duration 5
+    python bench/profile_nexus.py --workloads s-c64,tr-s-c64   # translation's cost per chunk
 
 py-spy is installed on first use into ``bench/.venv-tools`` (``pip install py-spy``).
 """
@@ -232,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"started_utc": stamp, "layout": layout["note"], "workloads": {}}
     texts = []
     try:
-        nexus = bench.start_nexus(workdir, fake, layout["gateway"])
+        nexus = bench.start_nexus(
+            workdir, fake, layout["gateway"], translated=any(w.translated for w in wanted)
+        )
         bench.wait_ready(nexus, 30)
         for wl in wanted:
             raw_path = OUT_DIR / f"{stamp}-{wl.name}.raw.txt"
