@@ -84,6 +84,7 @@ class _Children:
     ttft: Any
     prompt_tokens: Any
     completion_tokens: Any
+    cost: Any = None  # made at the first priced answer (most pairs are local: never)
 
 
 class Metrics:
@@ -213,7 +214,9 @@ class Metrics:
             if rec.cost_usd is None:
                 self.unpriced.labels(backend, model).inc()
             elif rec.cost_usd > 0:
-                self.cost.labels(backend, model).inc(rec.cost_usd)
+                if children.cost is None:
+                    children.cost = self.cost.labels(backend, model)
+                children.cost.inc(rec.cost_usd)
 
     def observe_attempt_failure(self, error_type: str, requested_model: str, backend: str) -> None:
         """Each failed upstream attempt (even one a retry later rescued) counts as an error,

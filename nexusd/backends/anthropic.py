@@ -45,6 +45,7 @@ import logging
 import re
 import time
 import uuid
+from json.decoder import scanstring
 from typing import Any
 
 from nexusd.backends.codec import Call, OpenAICodec, WireRequest
@@ -644,6 +645,27 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_TEXT_DELTA_HEAD = '{"type":"content_block_delta","index":'
+_TEXT_DELTA_MARK = ',"delta":{"type":"text_delta","text":"'
+
+
+def _text_literal(data: str) -> str | None:
+    """The JSON string literal of a text delta in Anthropic's exact compact shape
+    (``{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}``),
+    validated by the JSON scanner; None for any other shape, which takes the general path.
+    A text delta is nearly every event of a stream: this skips building and re-encoding a
+    dict per event."""
+    mark = data.find(_TEXT_DELTA_MARK, len(_TEXT_DELTA_HEAD))
+    if mark < 0 or not data[len(_TEXT_DELTA_HEAD) : mark].isdigit():
+        return None
+    start = mark + len(_TEXT_DELTA_MARK)
+    try:
+        _, end = scanstring(data, start)
+    except ValueError:
+        return None
+    return data[start - 1 : end] if data[end:] == "}}" else None
+
+
 class AnthropicStreamDecoder:
     """Anthropic's stream events → OpenAI ``chat.completion.chunk`` events, for any network
     chunking (``SSEEvents`` hands over whole events only).
@@ -716,7 +738,12 @@ class AnthropicStreamDecoder:
         return b"".join(out)
 
     def _event(self, event: SSEEvent) -> bytes:
-        payload = json_object(event.data)
+        data = event.data
+        if data.startswith(_TEXT_DELTA_HEAD) and self._writer is not None:
+            literal = _text_literal(data)
+            if literal is not None:  # the usual text delta: its string goes out as sent
+                return self._writer.content(literal) if literal != '""' else b""
+        payload = json_object(data)
         if payload is None:
             raise UpstreamProtocolError(
                 f"Anthropic stream: an event that is not a JSON object: {event.data[:80]!r}"

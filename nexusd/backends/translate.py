@@ -120,46 +120,78 @@ def parse_events(block: bytes) -> list[SSEEvent]:
     return events
 
 
+_DECODER = json.JSONDecoder()
+
+
 def json_object(text: str | bytes) -> dict[str, Any] | None:
-    """A JSON object, or None for anything else (invalid JSON, a list, a number)."""
+    """A JSON object, or None for anything else (invalid JSON, a list, a number).
+
+    One shared decoder, straight to ``raw_decode`` (``json.loads`` adds a type dispatch and a
+    second whitespace scan): this runs once per stream event."""
+    if isinstance(text, bytes | bytearray):
+        text = text.decode("utf-8", "replace")
+    start = 0 if text[:1] == "{" else len(text) - len(text.lstrip())
     try:
-        value = json.loads(text)
+        value, end = _DECODER.raw_decode(text, start)
     except ValueError:
+        return None
+    if end != len(text) and text[end:].strip():
         return None
     return value if isinstance(value, dict) else None
 
 
 # --- writing OpenAI ----------------------------------------------------------------------------
 
+#: one encoder for every translated body and event (``json.dumps`` with options builds a new
+#: ``JSONEncoder`` per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
 
 
-class ChunkWriter:
-    """OpenAI ``chat.completion.chunk`` events for one answer (one id, model and time)."""
+_CHUNK_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
 
-    __slots__ = ("created", "id", "model")
+
+class ChunkWriter:
+    """OpenAI ``chat.completion.chunk`` events for one answer (one id, model and time).
+
+    All but the delta is the same in every chunk of an answer, so it is rendered once: a
+    chunk is that head, the delta's JSON and a constant tail — the bytes ``dumps`` of the
+    whole chunk would give."""
+
+    __slots__ = ("_head", "created", "id", "model")
 
     def __init__(self, id_: str, model: str, created: int) -> None:
         self.id, self.model, self.created = id_, model, created
+        self._head = b"".join(
+            (
+                b'data: {"id":',
+                dumps(id_),
+                b',"object":"chat.completion.chunk","created":',
+                str(created).encode(),
+                b',"model":',
+                dumps(model),
+                b',"choices":[{"index":',
+            )
+        )
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
-        payload: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-        payload.update(extra)
-        return sse(payload)
+    def chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0
+    ) -> bytes:
+        tail = _CHUNK_TAIL if finish_reason is None else _finish_tail(finish_reason)
+        number = b"0" if index == 0 else str(index).encode()
+        return b"".join((self._head, number, b',"delta":', dumps(delta), tail))
+
+    def content(self, literal: str) -> bytes:
+        """A content delta from a JSON string literal as the provider sent it (quotes and
+        escapes included): no parse, no re-encode. The hot path of a translated stream."""
+        return b"".join((self._head, b'0,"delta":{"content":', literal.encode(), b"}", _CHUNK_TAIL))
 
     def usage_chunk(self, usage: TokenUsage) -> bytes:
         """The final usage-only chunk of ``stream_options.include_usage`` (empty choices)."""
@@ -173,6 +205,10 @@ class ChunkWriter:
                 "usage": usage.to_openai(),
             }
         )
+
+
+def _finish_tail(finish_reason: str) -> bytes:
+    return b',"logprobs":null,"finish_reason":' + dumps(finish_reason) + b"}]}\n\n"
 
 
 def completion(

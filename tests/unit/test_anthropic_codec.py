@@ -1261,3 +1261,32 @@ def test_any_chunking_gives_the_same_answer(name: str, line_end: bytes) -> None:
     for pieces in runs:
         out, error, _ = run_stream(pieces, body)
         assert (out, error and error.message) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", "h\u00e9 \u2014 \U0001f600", 'quote " and \\ and \n new line', "\u0000\t"]
+)
+def test_the_text_delta_fast_path_equals_the_general_one(text: str) -> None:
+    """A compact text delta goes out as its JSON string literal; any other spelling of the
+    same event takes the general path: the client reads the same text either way."""
+    call = Call(Endpoint.CHAT, {"model": "m", "messages": []}, b"{}", stream=True)
+    start = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+        b'"model":"m","usage":{"input_tokens":1,"output_tokens":0}}}\n\n'
+    )
+    contents = []
+    for escape in (True, False):
+        for compact in (True, False):
+            delta = {"type": "text_delta", "text": text}
+            event = {"type": "content_block_delta", "index": 0, "delta": delta}
+            data = json.dumps(
+                event, ensure_ascii=escape, separators=(",", ":") if compact else (", ", ": ")
+            )
+            out = (
+                AnthropicCodec()
+                .stream_decoder(call, "m")
+                .feed(start + b"event: content_block_delta\ndata: " + data.encode() + b"\n\n")
+            )
+            chunk = out.split(b"\n\n")[1]
+            contents.append(json.loads(chunk[6:])["choices"][0]["delta"]["content"])
+    assert contents == [text] * 4
