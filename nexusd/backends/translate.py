@@ -95,6 +95,10 @@ class SSEEvents:
         return parse_events(self._framer.flush())
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def parse_events(block: bytes) -> list[SSEEvent]:
     """Whole SSE events (LF line endings, as ``SSEFramer`` gives them) → parsed events.
     Comments and events without data are skipped, as the SSE spec says."""
@@ -103,6 +107,15 @@ def parse_events(block: bytes) -> list[SSEEvent]:
     events = []
     for raw in block.split(b"\n\n"):
         if not raw:
+            continue
+        # the shapes providers send, without a line loop: "event: X\ndata: …" and "data: …"
+        if raw[:7] == b"event: ":
+            nl = raw.find(b"\n")
+            if nl > 0 and raw[nl + 1 : nl + 7] == b"data: " and raw.find(b"\n", nl + 1) < 0:
+                events.append(SSEEvent(raw[7:nl].decode("utf-8", "replace"), _text(raw[nl + 7 :])))
+                continue
+        elif raw[:6] == b"data: " and b"\n" not in raw:
+            events.append(SSEEvent("message", _text(raw[6:])))
             continue
         name, data = "message", []
         for line in raw.decode("utf-8", "replace").split("\n"):
