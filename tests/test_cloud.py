@@ -538,3 +538,34 @@ def test_a_cloud_backend_added_from_the_cli(fakes, nexus, monkeypatch: pytest.Mo
     assert out.returncode == 0, out.stderr
     assert "It is disabled: no API key: environment variable NEXUS_TEST_NOT_SET" in out.stdout
     assert 'api_key_env = "NEXUS_TEST_NOT_SET"' in d.config_path.read_text()
+
+
+def test_a_request_one_provider_cannot_take_goes_elsewhere_or_gets_a_400(
+    fakes, nexus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", KEYS["anthropic"])
+    monkeypatch.setenv("NEXUS_TEST_OPENAI_KEY", KEYS["openai"])
+    claude = fakes("anthropic", ["shared-model"])
+    gpt = fakes("openai", ["shared-model"], api_key=KEYS["openai"])
+    d = nexus(
+        {
+            "backends": [
+                cloud_backend("anthropic", claude, priority=1),
+                cloud_backend("openai", gpt, priority=50),
+            ]
+        }
+    )
+    d.wait_healthy("anthropic", "openai")
+    body = {"model": "shared-model", "messages": [{"role": "user", "content": "hi"}], "n": 2}
+    r = httpx.post(d.url + "/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200 and r.headers["x-nexus-backend"] == "openai"
+    assert claude.chat_requests == []  # never sent a request it cannot take
+
+    d.call(lambda: d.core.registry.get("openai").__setattr__("enabled", False))
+    r = httpx.post(d.url + "/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unsupported_by_backend" and error["param"] == "n"
+    assert "'anthropic'" in error["message"] and "n" in error["message"]
+    assert claude.chat_requests == []
+    assert d.backend("anthropic").routable  # the request's shape is not the backend's fault
