@@ -33,7 +33,7 @@ def _no_duplicate_model(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _parse_object(raw: bytes) -> dict[str, Any]:
+def parse_object(raw: bytes) -> dict[str, Any]:
     """RFC 8259 JSON, strictly: UTF-8 only, no NaN/Infinity, no lone surrogates, one
     ``model`` key. Each check costs nothing unless the raw bytes hint at the problem."""
     try:
@@ -52,7 +52,7 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise InvalidRequest(f"Request body must be a JSON object, got {_json_kind(body)}")
+        raise InvalidRequest(f"Request body must be a JSON object, got {json_kind(body)}")
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
         raise InvalidRequest(
             "Request body contains a lone UTF-16 surrogate escape (e.g. \\ud800), which is not "
@@ -65,7 +65,7 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
         )
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest(
-            f"'model' must be a non-empty string, got {_json_kind(model)}", param="model"
+            f"'model' must be a non-empty string, got {json_kind(model)}", param="model"
         )
     if len(model) > MAX_MODEL_NAME:
         raise InvalidRequest(
@@ -98,30 +98,30 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _check_stream(body: dict[str, Any]) -> None:
+def check_stream(body: dict[str, Any]) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest(
-            f"'stream' must be true or false, got {_json_kind(stream)}", param="stream"
+            f"'stream' must be true or false, got {json_kind(stream)}", param="stream"
         )
 
 
 def parse_chat_body(raw: bytes) -> dict[str, Any]:
-    body = _parse_object(raw)
+    body = parse_object(raw)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest("'messages' is required: a list of chat messages", param="messages")
     if not isinstance(messages, list):
         raise InvalidRequest(
-            f"'messages' must be a list, got {_json_kind(messages)}", param="messages"
+            f"'messages' must be a list, got {json_kind(messages)}", param="messages"
         )
-    _check_stream(body)
+    check_stream(body)
     return body
 
 
 def parse_completions_body(raw: bytes) -> dict[str, Any]:
     """Legacy text completions: ``prompt`` is a string, strings, or token-id arrays."""
-    body = _parse_object(raw)
+    body = parse_object(raw)
     prompt = body.get("prompt")
     if prompt is None:
         raise InvalidRequest(
@@ -130,15 +130,15 @@ def parse_completions_body(raw: bytes) -> dict[str, Any]:
         )
     if not isinstance(prompt, str | list):
         raise InvalidRequest(
-            f"'prompt' must be a string or a list, got {_json_kind(prompt)}", param="prompt"
+            f"'prompt' must be a string or a list, got {json_kind(prompt)}", param="prompt"
         )
-    _check_stream(body)
+    check_stream(body)
     return body
 
 
 def parse_embeddings_body(raw: bytes) -> dict[str, Any]:
     """``input`` is a string or a non-empty list (strings or token-id arrays)."""
-    body = _parse_object(raw)
+    body = parse_object(raw)
     inputs = body.get("input")
     if inputs is None:
         raise InvalidRequest(
@@ -155,7 +155,7 @@ def parse_embeddings_body(raw: bytes) -> dict[str, Any]:
             )
     elif not isinstance(inputs, str):
         raise InvalidRequest(
-            f"'input' must be a string or a list, got {_json_kind(inputs)}", param="input"
+            f"'input' must be a string or a list, got {json_kind(inputs)}", param="input"
         )
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
@@ -173,7 +173,7 @@ def parse_embeddings_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return {
