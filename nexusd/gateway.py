@@ -83,12 +83,15 @@ class Answer:
     body: bytes
     content_type: str
     headers: dict[str, str]
+    #: already in the client's dialect (a native backend): the adapter must not translate
+    native: bool = False
 
 
 @dataclass(slots=True)
 class StreamAnswer:
     relay: StreamRelay
     headers: dict[str, str]
+    native: bool = False
 
 
 class Gateway:
@@ -169,17 +172,21 @@ class Gateway:
                     break
                 agent = backend.agent
                 assert agent is not None
+                codec = agent.codec
+                # the client's own dialect, spoken by this backend: its bytes go as they are
+                native = codec.speaks(call)
                 lease = backend.lease()
                 t0 = time.perf_counter()
                 try:
-                    wire = agent.codec.encode(call, model)
+                    wire = codec.encode_native(call, model) if native else codec.encode(call, model)
                     if call.stream:
                         result: Any = await agent.transport.open_stream(
                             wire.path, wire.body, client_auth
                         )
                     else:
                         reply = await agent.transport.send(wire.path, wire.body, client_auth)
-                        result = (reply.status, agent.codec.decode(call, reply, model))
+                        decode = codec.decode_native if native else codec.decode
+                        result = (reply.status, decode(call, reply, model))
                 except UpstreamError as exc:
                     lease.release()
                     took = time.perf_counter() - t0
@@ -200,7 +207,7 @@ class Gateway:
                             )
                         )
                         self.core.health.note_passive_success(backend)
-                        return self._passed_through(ex, call, backend, model, exc)
+                        return self._passed_through(ex, call, backend, model, exc, native)
                     trace.attempts.append(
                         Attempt(
                             backend.id,
@@ -225,7 +232,9 @@ class Gateway:
                 backend.note_latency(took * 1000)
                 self.core.health.note_passive_success(backend)
                 trace.attempts.append(Attempt(backend.id, model, "ok", None, 200, took * 1000))
-                return self._answer(ex, call, backend, model, lease, result, upstream_s + took)
+                return self._answer(
+                    ex, call, backend, model, lease, result, upstream_s + took, native
+                )
         raise self._exhausted(intent, trace, chain, last_error)
 
     def _answer(
@@ -237,10 +246,13 @@ class Gateway:
         lease: Any,
         result: Any,
         upstream_s: float,
+        native: bool,
     ) -> Answer | StreamAnswer:
         ex.advance(Phase.ROUTED)
         trace = ex.trace
         trace.backend, trace.served_model = backend.id, model
+        codec = backend.agent.codec  # type: ignore[union-attr]
+        trace.translated = not native and call.dialect != codec.dialect
         trace.backend_name, trace.backend_type = backend.name, backend.kind
         fallback = model != trace.resolved_model
         if fallback:
@@ -261,21 +273,31 @@ class Gateway:
                 headers["X-Nexus-Cost-Estimated"] = format_cost(estimate)
             ex.hold(lease)
             try:
-                decoder = backend.agent.codec.stream_decoder(call, model)  # type: ignore[union-attr]
+                if native:
+                    decoder = codec.native_decoder(call)
+                else:
+                    decoder = codec.stream_decoder(call, model)
             except BaseException:
                 result.close()  # no relay owns the upstream stream yet
                 raise
-            return StreamAnswer(StreamRelay(self.core, ex, backend, result, decoder), headers)
+            relay = StreamRelay(self.core, ex, backend, result, decoder)
+            return StreamAnswer(relay, headers, native)
         lease.release()
         status, body = result
         trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = usage_of(body)
         if cloud:
             self.core.pricing.settle(trace)
             headers["X-Nexus-Cost-Estimated"] = format_cost(trace.cost_usd)
-        return Answer(status, body, "application/json", headers)
+        return Answer(status, body, "application/json", headers, native)
 
     def _passed_through(
-        self, ex: Exchange, call: Call, backend: Backend, model: str, exc: UpstreamHTTPError
+        self,
+        ex: Exchange,
+        call: Call,
+        backend: Backend,
+        model: str,
+        exc: UpstreamHTTPError,
+        native: bool,
     ) -> Answer:
         """The backend's 4xx, to the client as the backend said it (in the client's dialect),
         attributed to that backend on every surface."""
@@ -285,7 +307,10 @@ class Gateway:
         trace.backend, trace.served_model = backend.id, model
         trace.backend_name, trace.backend_type = backend.name, backend.kind
         codec = backend.agent.codec  # type: ignore[union-attr]
-        body = codec.decode_error(call, exc.status, exc.body, exc.content_type)
+        if native:  # already in the client's dialect
+            body = exc.body
+        else:
+            body = codec.decode_error(call, exc.status, exc.body, exc.content_type)
         content_type = exc.content_type or "application/json"
         if body is not exc.body:
             content_type = "application/json"
@@ -295,7 +320,7 @@ class Gateway:
             "X-Nexus-Backend-Type": backend.kind,
             "X-Nexus-Privacy-Zone": backend.zone.value,
         }
-        return Answer(exc.status, body, content_type, headers)
+        return Answer(exc.status, body, content_type, headers, native)
 
     def _note_failure(
         self, backend: Backend, exc: UpstreamError, model: str, req: Requirements

@@ -116,6 +116,9 @@ class HealthChecker:
                     self.on_probe(backend.id, result.latency_ms / 1000)
             if result.models is not None:
                 self.registry.set_models(backend, result.models)
+            if result.native_dialects is not None and backend.agent is not None:
+                codec = backend.agent.codec
+                codec.native_dialects = type(codec).native_dialects | result.native_dialects
             self._success(backend)
         else:
             self._failure(backend, result.error or "health check failed")

@@ -38,7 +38,7 @@ from nexusd.tasks import supervise
 
 log = logging.getLogger("nexus.history")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FLUSH_SECONDS = 0.5
 BATCH = 200
 #: pause between consecutive batches so a burst of writes never hogs the GIL (the event
@@ -75,6 +75,8 @@ COLUMNS = (
     "endpoint",
     "cost_usd",
     "cost_status",
+    "dialect",
+    "translated",
 )
 #: the current schema, for a new file
 _SCHEMA = (
@@ -85,7 +87,8 @@ _SCHEMA = (
     prompt_tokens INTEGER, completion_tokens INTEGER, stream INTEGER NOT NULL,
     route_reason TEXT, retries INTEGER NOT NULL, fallback_model TEXT, outcome TEXT NOT NULL,
     error_type TEXT, error TEXT, failed_backends TEXT NOT NULL,
-    endpoint TEXT NOT NULL DEFAULT 'chat', cost_usd REAL, cost_status TEXT
+    endpoint TEXT NOT NULL DEFAULT 'chat', cost_usd REAL, cost_status TEXT,
+    dialect TEXT NOT NULL DEFAULT 'openai', translated INTEGER NOT NULL DEFAULT 0
 )""",
     "CREATE INDEX IF NOT EXISTS requests_time ON requests(time)",
     "CREATE INDEX IF NOT EXISTS requests_model_time ON requests(served_model, time)",
@@ -98,6 +101,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE requests ADD COLUMN cost_usd REAL",
         "ALTER TABLE requests ADD COLUMN cost_status TEXT",
+    ),
+    # 3 → 4: the client's dialect and whether it was translated (older rows: OpenAI, as is)
+    3: (
+        "ALTER TABLE requests ADD COLUMN dialect TEXT NOT NULL DEFAULT 'openai'",
+        "ALTER TABLE requests ADD COLUMN translated INTEGER NOT NULL DEFAULT 0",
     ),
 }
 _INSERT = (
@@ -134,12 +142,15 @@ def _row(r: RequestRecord) -> tuple[Any, ...]:
         r.endpoint,
         r.cost_usd,
         r.cost_status,
+        r.dialect,
+        int(r.translated),
     )
 
 
 def _record(row: sqlite3.Row) -> RequestRecord:
     data = dict(row)
     data["stream"] = bool(data["stream"])
+    data["translated"] = bool(data["translated"])
     data["failed_backends"] = tuple(json.loads(data["failed_backends"]))
     return RequestRecord(**data)
 

@@ -41,6 +41,10 @@ class RequestRecord:
     cost_usd: float | None = None
     #: "free" (local backend) | "exact" (provider's usage) | "estimated" | "unknown" | None
     cost_status: str | None = None
+    #: the client's API dialect: "openai" | "anthropic" (Messages) | "responses"
+    dialect: str = "openai"
+    #: the answer was translated between dialects (False: bytes passed through natively)
+    translated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -90,4 +94,6 @@ class RequestRecord:
             endpoint=endpoint,
             cost_usd=None if trace.cost_usd is None else round(trace.cost_usd, 8),
             cost_status=trace.cost_status,
+            dialect=trace.dialect,
+            translated=trace.translated,
         )

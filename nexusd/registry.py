@@ -113,6 +113,7 @@ class Backend:
         self.latency_ema_ms = ms if prev is None else prev + EMA_WEIGHT * (ms - prev)
 
     def to_json(self) -> dict[str, Any]:
+        codec = getattr(self.agent, "codec", None)
         return {
             "id": self.id,
             "name": self.name,
@@ -136,6 +137,8 @@ class Backend:
             else round(self.latency_ema_ms, 2),
             "last_error": self.unusable or self.last_error,
             "disabled_reason": self.unusable,
+            # the client dialects this backend serves as bytes, without translation
+            "native_dialects": codec.dialects_served() if codec is not None else [],
             "last_check": self.last_check,
             "metadata": dict(self.metadata),
             "models": [m.to_json() for m in self.models.values()],

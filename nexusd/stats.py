@@ -23,6 +23,7 @@ WINDOW = 1000
 #: per-model entries kept (least recently used dropped first): names come from clients
 MAX_MODELS = 1000
 ENDPOINTS = tuple(e.value for e in Endpoint)
+DIALECTS = ("openai", "anthropic", "responses")
 
 
 @dataclass(slots=True)
@@ -90,6 +91,8 @@ class Stats:
         self.success = 0
         self.errors = 0
         self.endpoints: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        #: requests per client dialect (OpenAI, Anthropic Messages, Responses)
+        self.dialects: dict[str, int] = dict.fromkeys(DIALECTS, 0)
         self.backends: dict[str, _BackendStats] = {}
         self.models: dict[str, _ModelStats] = {}
         self.cost = _Cost()
@@ -118,6 +121,8 @@ class Stats:
                 b.ttft_count += 1
         name = rec.served_model or rec.requested_model
         self.cost.add(rec)
+        if rec.dialect in self.dialects:
+            self.dialects[rec.dialect] += 1
         if not name:  # refused before a model was named (a body that is not JSON)
             return
         models = self.models
@@ -178,6 +183,7 @@ class Stats:
             "uptime_seconds": int(uptime_seconds),
             "requests": {"total": self.total, "success": self.success, "errors": self.errors},
             "endpoints": dict(self.endpoints),
+            "dialects": dict(self.dialects),
             "backends": backends,
             "models": models,
             "cost": self.cost.to_json(),

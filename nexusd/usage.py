@@ -14,18 +14,34 @@ Tokens = tuple[int | None, int | None, int | None]
 NONE: Tokens = (None, None, None)
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _tokens(usage: Any) -> Tokens:
-    """(prompt, completion, cached prompt) from an OpenAI ``usage`` object."""
+    """(prompt, completion, cached prompt) from a ``usage`` object in any dialect Nexus
+    relays: OpenAI chat (``prompt_tokens``…), Responses (``input_tokens`` with
+    ``input_tokens_details``; cached tokens included) or Anthropic (``input_tokens`` *without*
+    the cache reads and writes, which it counts apart)."""
     if not isinstance(usage, dict):
         return NONE
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return (
-        prompt if isinstance(prompt, int) else None,
-        completion if isinstance(completion, int) else None,
-        cached if isinstance(cached, int) else None,
-    )
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(cached)
+    inputs, outputs = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict):  # Responses
+        return inputs, outputs, _int(details.get("cached_tokens"))
+    read = _int(usage.get("cache_read_input_tokens"))
+    written = _int(usage.get("cache_creation_input_tokens"))
+    if inputs is not None:
+        inputs += (read or 0) + (written or 0)
+    return inputs, outputs, read
+
+
+def tokens_of(usage: Any) -> Tokens:
+    return _tokens(usage)
 
 
 def usage_of(body: bytes) -> Tokens:

@@ -349,6 +349,7 @@ def test_history_row_matches_columns() -> None:
     assert row == {
         **rec.to_json(),
         "stream": 1,
+        "translated": 0,
         "failed_backends": '["a", "b"]',
         "endpoint": "embeddings",
     }
@@ -386,7 +387,7 @@ def test_v1_history_is_migrated_and_keeps_each_kind(nexus, tmp_path) -> None:
     d.stop()
 
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 4
     columns = [c[1] for c in conn.execute("PRAGMA table_info(requests)")]
     assert columns == list(history.COLUMNS)
     rows = conn.execute("SELECT request_id, endpoint FROM requests ORDER BY time").fetchall()
@@ -462,6 +463,7 @@ def test_each_kind_counted_exactly(nexus) -> None:
     stats = httpx.get(d.url + "/v1/stats").json()
     assert stats["requests"] == {"total": 7, "success": 6, "errors": 1}
     assert stats["endpoints"] == {"chat": 3, "completions": 1, "embeddings": 3}
+    assert stats["dialects"] == {"openai": 7, "anthropic": 0, "responses": 0}
     models = {m["name"]: m for m in stats["models"]}
     assert models["nomic-embed-text"] == {
         "name": "nomic-embed-text",

@@ -133,6 +133,7 @@ class AnthropicCodec(OpenAICodec):
     """OpenAI chat completions ⇄ Anthropic Messages (see the module's docstring)."""
 
     dialect = "anthropic"
+    native_dialects = frozenset({"anthropic"})
 
     @staticmethod
     def auth_headers(api_key: str) -> dict[str, str]:

@@ -109,6 +109,9 @@ class MeteredOpenAICodec(OpenAICodec):
     provider's count. The usage-only chunk is kept from a client that did not ask for it;
     the ``"usage": null`` OpenAI then adds to the other chunks is passed on (SDKs ignore it)."""
 
+    #: OpenAI serves the Responses API itself (Nexus stays stateless: see docs/api.md)
+    native_dialects = frozenset({"responses"})
+
     def encode(self, call: Call, model: str) -> WireRequest:
         if call.stream and call.endpoint is Endpoint.CHAT and not wants_usage(call.body):
             options = call.body.get("stream_options")

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nexusd.backends.native import NativeStream
 from nexusd.backends.upstream import UpstreamProtocolError, UpstreamReply
 from nexusd.sse import SSEFramer
 
@@ -26,16 +27,27 @@ OPENAI_PATHS = {
     Endpoint.COMPLETIONS: "/v1/completions",
     Endpoint.EMBEDDINGS: "/v1/embeddings",
 }
+#: where a backend that speaks a client dialect natively serves it
+NATIVE_PATHS = {"anthropic": "/v1/messages", "responses": "/v1/responses"}
 
 
 @dataclass(slots=True)
 class Call:
-    """One client request in canonical form: parsed once by the inbound adapter."""
+    """One client request in canonical form: parsed once by the inbound adapter.
+
+    A client speaking another dialect (Anthropic Messages, OpenAI Responses) is translated
+    to the canonical form (``body``/``raw``) for routing and for backends that need it;
+    its own request stays in ``native_body``/``native_raw`` for a backend that speaks that
+    dialect itself, which then gets it as bytes (only ``model`` replaced)."""
 
     endpoint: Endpoint
     body: dict[str, Any]
     raw: bytes
     stream: bool = False
+    #: the client's dialect: "openai" (canonical), "anthropic" or "responses"
+    dialect: str = "openai"
+    native_body: dict[str, Any] | None = None
+    native_raw: bytes = b""
 
 
 @dataclass(slots=True)
@@ -75,10 +87,32 @@ class OpenAICodec:
 
     #: the API dialect the backend speaks ("openai", "anthropic", "google")
     dialect = "openai"
+    #: the client dialects the backend serves natively, as bytes (besides canonical
+    #: OpenAI): a class default, widened per backend when its prober finds more
+    #: (llama.cpp's ``/v1/responses``)
+    native_dialects: frozenset[str] = frozenset()
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
         #: ``server.max_event_bytes``, for every stream decoder this codec makes
         self.max_event_bytes = max_event_bytes
+        self.native_dialects = type(self).native_dialects
+
+    def dialects_served(self) -> list[str]:
+        """The client dialects relayed to this backend as bytes (``nexusctl backends``)."""
+        own = ["openai"] if self.dialect == "openai" else []
+        return own + sorted(self.native_dialects.difference(own))
+
+    def speaks(self, call: Call) -> bool:
+        """The client's own dialect goes to this backend as it is (no translation)."""
+        return call.dialect != "openai" and call.dialect in self.native_dialects
+
+    def encode_native(self, call: Call, model: str) -> WireRequest:
+        native = call.native_body or {}
+        body = call.native_raw if native.get("model") == model else with_model(native, model)
+        return WireRequest(NATIVE_PATHS[call.dialect], body)
+
+    def native_decoder(self, call: Call) -> StreamDecoder:
+        return NativeStream(call.dialect, self.max_event_bytes)
 
     @staticmethod
     def auth_headers(api_key: str) -> dict[str, str]:
@@ -95,6 +129,9 @@ class OpenAICodec:
         if not is_json_object(body):
             raise UpstreamProtocolError(not_json_object(body))
         return body
+
+    #: a native answer is in the client's dialect already: only the same sanity check
+    decode_native = decode
 
     def decode_error(self, call: Call, status: int, body: bytes, content_type: str) -> bytes:
         """A 4xx passed through to the client: already in the client's envelope."""

@@ -40,16 +40,19 @@ class LlamaCppProber(Prober):
     generate (no logits), so that answer settles both endpoints.
     """
 
+    _responses: bool | None = None  # whether the server has /v1/responses, once known
+
     async def probe(self, timeout: float) -> ProbeResult:
         started = time.perf_counter()
         not_ready = await _health_endpoint(self, timeout, "model is loading")
         if not_ready is not None:
             return not_ready
         latency = (time.perf_counter() - started) * 1000
-        listing, props, embedding = await asyncio.gather(
+        listing, props, embedding, responses = await asyncio.gather(
             self.get_json("/v1/models", timeout),
             self._props(timeout),
             self._embedding_mode(timeout),
+            self._serves_responses(timeout),
             return_exceptions=True,
         )
         if isinstance(listing, BaseException):
@@ -67,7 +70,24 @@ class LlamaCppProber(Prober):
             models,
             latency,
             details={"slots": props.get("total_slots")} if isinstance(props, dict) else {},
+            native_dialects=frozenset({"responses"}) if responses is True else None,
         )
+
+    async def _serves_responses(self, timeout: float) -> bool | None:
+        """``POST /v1/responses {}``: 400 ("'input' is required") where the server has the
+        Responses API (so Responses clients pass through natively), 404 where it has not.
+        Asked until the server answered once: the answer does not change while it runs."""
+        if self._responses is not None:
+            return self._responses
+        try:
+            status = await self.post_status("/v1/responses", {}, timeout)
+        except ProbeFailed:
+            return None
+        if status in (400, 422):
+            self._responses = True
+        elif status in (404, 405, 501):
+            self._responses = False
+        return self._responses
 
     async def _props(self, timeout: float) -> Any:
         try:

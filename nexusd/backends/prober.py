@@ -29,6 +29,8 @@ class ProbeResult:
     latency_ms: float | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: client dialects the server was found to serve itself (None: nothing learned)
+    native_dialects: frozenset[str] | None = None
 
 
 class ProbeFailed(Exception):

@@ -62,6 +62,7 @@ BACKEND = obj(
         "latency_ema_ms": OPT_NUM,
         "last_error": OPT_STR,
         "disabled_reason": OPT_STR,
+        "native_dialects": {"type": "array", "items": STR},
         "last_check": OPT_NUM,
         "metadata": {"type": "object"},
         "models": {"type": "array", "items": MODEL_INFO},
@@ -122,6 +123,8 @@ REQUEST_RECORD = obj(
         "endpoint": ENDPOINT,
         "cost_usd": OPT_NUM,
         "cost_status": {"enum": ["free", "exact", "estimated", "unknown", None]},
+        "dialect": {"enum": ["openai", "anthropic", "responses"]},
+        "translated": BOOL,
     }
 )
 
@@ -242,6 +245,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "inflight": INT,
             "requests": obj({"total": INT, "success": INT, "errors": INT}),
             "endpoints": obj({"chat": INT, "completions": INT, "embeddings": INT}),
+            "dialects": obj({"openai": INT, "anthropic": INT, "responses": INT}),
             "backends": {
                 "type": "array",
                 "items": obj(

@@ -67,6 +67,9 @@ class RequestTrace:
     #: USD, set when the request finishes (pricing.PriceBook.settle)
     cost_usd: float | None = None
     cost_status: str | None = None  # free | exact | estimated | unknown
+    #: the client's dialect, and whether the answer was translated between dialects
+    dialect: str = "openai"
+    translated: bool = False
     prompt_preview: str | None = None
 
     def summary(self) -> dict[str, Any]:
