@@ -178,6 +178,8 @@ class Gateway:
                 lease = backend.lease()
                 t0 = time.perf_counter()
                 try:
+                    if call.native_only and not native:
+                        raise Untranslatable(call.native_only)
                     wire = codec.encode_native(call, model) if native else codec.encode(call, model)
                     if call.stream:
                         result: Any = await agent.transport.open_stream(

@@ -192,6 +192,9 @@ def log_completion(rec: RequestRecord, preview: str | None = None) -> None:
     fields: dict[str, Any] = {
         "request_id": rec.request_id,
         "endpoint": rec.endpoint,
+        "dialect": rec.dialect,
+        "translated": rec.translated,
+        "cost_usd": rec.cost_usd,
         "model": rec.requested_model,
         "actual_model": rec.served_model,
         "backend": rec.backend or "none",
@@ -215,10 +218,11 @@ def log_completion(rec: RequestRecord, preview: str | None = None) -> None:
     if preview is not None:
         fields["prompt_preview"] = preview
     target = f" → {rec.served_model}@{rec.backend_name}" if rec.backend_name else ""
+    kind = rec.endpoint if rec.dialect == "openai" else f"{rec.endpoint}/{rec.dialect}"
     request_log.log(
         level,
         "%s %s%s %d %.1fms%s",
-        f"{rec.endpoint} stream" if rec.stream else rec.endpoint,
+        f"{kind} stream" if rec.stream else kind,
         rec.requested_model,
         target,
         rec.status_code,

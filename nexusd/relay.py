@@ -91,7 +91,8 @@ class StreamRelay:
             log.warning("stream %s ended early: %s", ex.request_id, message)
             self._close()
             ex.finish("error", 200, error=message, error_type="stream_interrupted")
-            yield error_event(message)
+            # in the client's dialect when the stream is relayed natively
+            yield getattr(self.decoder, "error_event", error_event)(message)
         finally:
             self._close()  # cancellation or the client leaving: the endpoint finishes the exchange
 

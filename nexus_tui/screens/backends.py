@@ -124,11 +124,12 @@ def backend_facts(backend: dict[str, Any], trend: dict[str, Any] | None = None) 
     grid.add_row("Last hour", rate, "p95", p95)
     grid.add_row("", errors, "", "")
     last_error = backend.get("last_error")
+    dialects = backend.get("native_dialects") or []
     grid.add_row(
         "Last error",
         Text(str(last_error), tone("bad")) if last_error else Text("none", "dim"),
-        "",
-        "",
+        "Native",
+        ", ".join(dialects) if dialects else Text("none (translated)", "dim"),
     )
     return grid
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from nexusd import __version__
 from nexusd.api.dashboard import LiveSocket, install_dashboard
+from nexusd.api.dialects import anthropic_messages as messages
+from nexusd.api.dialects import responses
 from nexusd.api.errors import install_error_handlers
 from nexusd.api.guard import BrowserGuard
 from nexusd.api.inference import InferenceEndpoint
-from nexusd.errors import ModelNotFound
+from nexusd.errors import ModelNotFound, NexusError
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from nexusd.routing.aliases import resolve_alias
+from nexusd.tokens import counter
 from nexusd.types import BackendStatus
 
 if TYPE_CHECKING:
@@ -61,6 +65,26 @@ def create_quart_app(core: Nexus) -> Quart:
     async def history() -> Response:
         return _json([r.to_json() for r in core.history.recent(100)])
 
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens() -> Response:
+        """Anthropic's token count, offline: the model family's tokenizer where one exists,
+        else the documented estimate (never a call to a backend)."""
+        try:
+            _, canonical = messages.count_tokens_request(await request.get_data())
+        except NexusError as err:
+            return Response(
+                messages.error_body(err.status, err.message), err.status, content_type=JSON
+            )
+        # off the loop: the tokenizer may load its encoding (~0.3 s) or face a long prompt
+        tokens = await asyncio.to_thread(_count_request, canonical)
+        return _json({"input_tokens": tokens})
+
+    @app.route("/v1/responses/<path:response_id>", methods=["GET", "DELETE", "POST"])
+    async def stored_response(response_id: str) -> Response:
+        """Nexus stores no responses (stateless by design): say so, with the fix."""
+        body = responses.error_body(400, responses.STATELESS_MESSAGE, "response_id")
+        return Response(body, 400, content_type=JSON)
+
     @app.get("/v1/models")
     async def list_models() -> Response:
         # a server started since the last periodic probe shows up here at once (the scan is
@@ -75,6 +99,8 @@ def create_quart_app(core: Nexus) -> Quart:
             ]
             entries.sort(key=lambda e: e["owned_by"])
             data.extend(entries)
+        if "anthropic-version" in request.headers:  # Anthropic clients list models so
+            return Response(messages.models_list(data), 200, content_type=JSON)
         return _json({"object": "list", "data": data})
 
     @app.get("/v1/models/<path:model_id>")
@@ -115,6 +141,14 @@ def create_quart_app(core: Nexus) -> Quart:
         )
 
     return app
+
+
+def _count_request(canonical: dict[str, Any]) -> int:
+    """Prompt tokens of a canonical chat request, tool definitions included."""
+    tokens, model = counter(), canonical["model"]
+    count = tokens.count_chat(canonical.get("messages"), model).tokens
+    tools = canonical.get("tools")
+    return count + (tokens.count_prompt(json.dumps(tools), model).tokens if tools else 0)
 
 
 def _model_entry(model_id: str, backend: Backend, info: ModelInfo) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexusd.api.asgi import ASGIApp, Receive, Scope, Send
 from nexusd.api.errors import too_large
-from nexusd.api.inbound import OPENAI_ADAPTERS, InboundAdapter
+from nexusd.api.inbound import ADAPTERS, InboundAdapter, StreamEncoder
 from nexusd.errors import (
     InternalError,
     MethodNotAllowed,
@@ -62,7 +62,7 @@ def _headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 class InferenceEndpoint:
     def __init__(
-        self, core: Nexus, app: ASGIApp, adapters: tuple[InboundAdapter, ...] = OPENAI_ADAPTERS
+        self, core: Nexus, app: ASGIApp, adapters: tuple[InboundAdapter, ...] = ADAPTERS
     ) -> None:
         self.core = core
         self.app = app
@@ -87,6 +87,7 @@ class InferenceEndpoint:
     ) -> None:
         core = self.core
         ex = core.open_exchange(adapter.endpoint)
+        ex.trace.dialect = adapter.dialect  # also on the record of a request refused unread
         auth = None
         length = 0
         for name, value in scope["headers"]:
@@ -94,6 +95,8 @@ class InferenceEndpoint:
                 auth = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
+            elif name == b"x-api-key" and auth is None:  # Anthropic clients' spelling
+                auth = "Bearer " + value.decode("latin-1")
         state = _RequestState()
         try:
             if core.shutting_down:
@@ -106,8 +109,9 @@ class InferenceEndpoint:
                 raise too_large(self.max_body)
             raw = await self._read_body(receive)
             call = adapter.parse(raw)
-            ex.trace.requested_model = call.body["model"]
-            ex.trace.stream = call.stream
+            trace = ex.trace
+            trace.requested_model = call.body["model"]
+            trace.stream = call.stream
             task = asyncio.current_task()
             assert task is not None
             # most answers finish in milliseconds: only then is a watcher task worth its cost
@@ -117,8 +121,11 @@ class InferenceEndpoint:
             try:
                 answer = await core.gateway.handle(ex, call, auth, adapter.requirements(call))
                 if isinstance(answer, StreamAnswer):
+                    if not answer.native:
+                        state.encoder = adapter.stream_encoder(call)
                     await self._stream(ex, answer, send, state)
                 else:
+                    body = adapter.answer_body(answer, call)
                     ex.advance(Phase.ANSWERED)
                     headers = [
                         (b"content-type", answer.content_type.encode()),
@@ -128,7 +135,7 @@ class InferenceEndpoint:
                         {"type": "http.response.start", "status": answer.status, "headers": headers}
                     )
                     state.finished = True
-                    await send({"type": "http.response.body", "body": answer.body})
+                    await send({"type": "http.response.body", "body": body})
                     passed = answer.status >= 300
                     ex.finish("passed_through" if passed else "ok", answer.status)
             finally:
@@ -175,15 +182,14 @@ class InferenceEndpoint:
         if ex.finished:  # e.g. the relay already ended it; nothing left to say
             return
         if ex.phase is Phase.STREAMING:
-            # the head went out already: the error can only be a last event
+            # the head went out already: the error can only be a last event (translated
+            # like the events before it, or in the dialect of a native stream)
             if not state.disconnected:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": error_event(err.message),
-                        "more_body": False,
-                    }
-                )
+                if state.encoder is not None:
+                    last = state.encoder.feed(error_event(err.message))
+                else:
+                    last = adapter.stream_error(err.message)
+                await send({"type": "http.response.body", "body": last, "more_body": False})
             ex.finish("error", 200, error=err.message, error_type=err.error_type)
             return
         if ex.phase is not Phase.ANSWERED:
@@ -198,6 +204,7 @@ class InferenceEndpoint:
         ex.advance(Phase.STREAMING)
         relay = answer.relay
         events = relay.events()
+        encoder = state.encoder
         try:
             await send(
                 {
@@ -206,8 +213,17 @@ class InferenceEndpoint:
                     "headers": [*SSE, *_headers(answer.headers)],
                 }
             )
-            async for chunk in events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if encoder is None:
+                async for chunk in events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            else:  # the client's dialect: each read's events translated as one body message
+                async for chunk in events:
+                    out = encoder.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                out = encoder.flush()
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
             state.finished = True
             await send({"type": "http.response.body", "body": b""})
         finally:
@@ -254,12 +270,14 @@ class InferenceEndpoint:
 
 
 class _RequestState:
-    __slots__ = ("disconnected", "finished", "watcher")
+    __slots__ = ("disconnected", "encoder", "finished", "watcher")
 
     def __init__(self) -> None:
         self.disconnected = False
         self.finished = False
         self.watcher: asyncio.Task[None] | None = None
+        #: a stream translated to the client's dialect (None: passed through)
+        self.encoder: StreamEncoder | None = None
 
     def start_watching(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         if not self.finished:

@@ -48,6 +48,9 @@ class Call:
     dialect: str = "openai"
     native_body: dict[str, Any] | None = None
     native_raw: bytes = b""
+    #: why only a backend speaking the client's dialect can serve it (e.g. Anthropic
+    #: server tools): any other backend is skipped with this reason
+    native_only: str | None = None
 
 
 @dataclass(slots=True)

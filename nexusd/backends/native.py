@@ -10,24 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexusd.backends.translate import TokenUsage, json_object, parse_events
+from nexusd.backends.translate import TokenUsage, dumps, json_object, parse_events
 from nexusd.sse import SSEFramer
 from nexusd.usage import tokens_of
 
 
 class NativeStream:
-    __slots__ = ("_dialect", "_framer", "_seen", "usage")
+    __slots__ = ("_dialect", "_events", "_framer", "_seen", "usage")
 
     def __init__(self, dialect: str, max_event_bytes: int | None) -> None:
         self._dialect = dialect
         self._framer = SSEFramer(max_event_bytes)
         self._seen: dict[str, Any] = {}  # Anthropic's usage arrives in two parts
+        self._events = 0  # relayed so far: a Responses error event continues the numbering
         self.usage: TokenUsage | None = None
 
     def feed(self, data: bytes) -> bytes:
         out = self._framer.feed(data)
-        if b'"usage"' in out:
-            self._read_usage(out)
+        if out:
+            self._events += out.count(b"\n\n")
+            if b'"usage"' in out:
+                self._read_usage(out)
         return out
 
     def flush(self) -> bytes:
@@ -35,6 +38,10 @@ class NativeStream:
         if b'"usage"' in out:
             self._read_usage(out)
         return out
+
+    def error_event(self, message: str) -> bytes:
+        """The backend failed after the head went out: the last event, in the dialect."""
+        return native_error_event(self._dialect, message, self._events)
 
     def _read_usage(self, block: bytes) -> None:
         for event in parse_events(block):
@@ -53,3 +60,22 @@ class NativeStream:
             prompt, completion, cached = tokens_of(usage)
             if prompt is not None or completion is not None:
                 self.usage = TokenUsage(prompt, completion, cached)
+
+
+def native_error_event(dialect: str, message: str, sequence_number: int = 0) -> bytes:
+    """An in-stream error as each dialect's clients expect it: Anthropic's ``error`` event,
+    the Responses API's ``error`` event (numbered after the events before it)."""
+    if dialect == "anthropic":
+        payload: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": "api_error", "message": message},
+        }
+    else:
+        payload = {
+            "type": "error",
+            "code": "server_error",
+            "message": message,
+            "param": None,
+            "sequence_number": sequence_number,
+        }
+    return b"event: error\ndata: " + dumps(payload) + b"\n\n"
