@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -448,3 +449,105 @@ def test_anthropic_translation_equals_the_servers_openai_answer(
     assert all(r.prompt_tokens and r.completion_tokens for r in recs)
     # a model with no price on a cloud-type backend: never a silent 0
     assert {(r.cost_status, r.cost_usd) for r in recs} == {("unknown", None)}
+
+
+# --- the other client dialects in front of the real server (issue #14) -------------------------
+
+
+QUESTION = "What is the capital of France? Answer in one sentence."
+
+
+def test_anthropic_sdk_through_nexus_equals_the_servers_own_messages_api(
+    llama_url: str, through_nexus
+) -> None:
+    """Type ``llamacpp`` is OpenAI-compatible: Nexus translates Anthropic → chat and back."""
+    import anthropic
+
+    direct = anthropic.Anthropic(base_url=llama_url, api_key="unused", max_retries=0)
+    nexus = anthropic.Anthropic(base_url=through_nexus.url, api_key="sk-client", max_retries=0)
+    # the current SDK has no sampling parameters; older clients send them, Nexus takes them
+    args: dict[str, Any] = {
+        "model": ALIAS,
+        "max_tokens": 24,
+        "extra_body": {"temperature": 0},
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    expected = direct.messages.create(**args)
+    reply = nexus.messages.create(**args)
+    assert reply.content[0].type == "text" and "Paris" in reply.content[0].text
+    assert reply.content[0].text == expected.content[0].text  # type: ignore[union-attr]
+    assert reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
+    assert reply.stop_reason in ("end_turn", "max_tokens")
+    with nexus.messages.stream(**args) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == reply.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens > 0
+    count = nexus.messages.count_tokens(
+        model=ALIAS, messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert 5 < count.input_tokens < 100
+    through_nexus.wait_idle()
+    recs = through_nexus.call(lambda: through_nexus.core.history.recent(2))
+    assert [(r.dialect, r.translated, r.stream) for r in recs] == [
+        ("anthropic", True, False),
+        ("anthropic", True, True),
+    ]
+
+
+def test_anthropic_sdk_to_an_anthropic_backend_passes_through_natively(
+    llama_url: str, anthropic_nexus
+) -> None:
+    import anthropic
+
+    direct = anthropic.Anthropic(base_url=llama_url, api_key="unused", max_retries=0)
+    nexus = anthropic.Anthropic(base_url=anthropic_nexus.url, api_key="sk-client", max_retries=0)
+    args: dict[str, Any] = {
+        "model": ALIAS,
+        "max_tokens": 24,
+        "extra_body": {"temperature": 0},
+        "messages": [{"role": "user", "content": QUESTION}],
+    }
+    expected = direct.messages.create(**args).content[0].text  # type: ignore[union-attr]
+    assert nexus.messages.create(**args).content[0].text == expected  # type: ignore[union-attr]
+    with nexus.messages.stream(**args) as stream:
+        assert "".join(stream.text_stream) == expected
+        assert stream.get_final_message().usage.output_tokens > 0
+    anthropic_nexus.wait_idle()
+    recs = anthropic_nexus.call(lambda: anthropic_nexus.core.history.recent(2))
+    assert [(r.dialect, r.translated, r.stream) for r in recs] == [
+        ("anthropic", False, False),
+        ("anthropic", False, True),
+    ]
+    assert all(r.prompt_tokens and r.completion_tokens for r in recs)  # read natively
+
+
+def test_responses_through_nexus_equal_the_servers_own(llama_url: str, through_nexus) -> None:
+    """llama.cpp serves ``/v1/responses`` itself: its prober finds it, and Responses clients
+    pass through natively (no translation); the text is the server's own."""
+    direct = openai.OpenAI(base_url=llama_url + "/v1", api_key="unused", max_retries=0)
+    nexus = openai.OpenAI(base_url=through_nexus.url + "/v1", api_key="x", max_retries=0)
+    args: dict[str, Any] = {
+        "model": ALIAS,
+        "input": QUESTION,
+        "instructions": "You are a helpful assistant.",
+        "max_output_tokens": 24,
+        "temperature": 0,
+    }
+    expected = direct.responses.create(**args).output_text
+    reply = nexus.responses.create(**args)
+    assert reply.output_text == expected and "Paris" in expected
+    assert reply.usage is not None and reply.usage.output_tokens > 0
+    events = list(nexus.responses.create(**args, stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == expected
+    backend = through_nexus.backend("llama").to_json()
+    assert backend["native_dialects"] == ["openai", "responses"]
+    through_nexus.wait_idle()
+    recs = through_nexus.call(lambda: through_nexus.core.history.recent(2))
+    assert [(r.dialect, r.translated) for r in recs] == [("responses", False)] * 2
+    assert all(r.prompt_tokens and r.completion_tokens for r in recs)
+    with pytest.raises(openai.BadRequestError, match="whole conversation"):
+        nexus.responses.create(**args, previous_response_id="resp_123")
