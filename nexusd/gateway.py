@@ -183,10 +183,12 @@ class Gateway:
                     wire = codec.encode_native(call, model) if native else codec.encode(call, model)
                     if call.stream:
                         result: Any = await agent.transport.open_stream(
-                            wire.path, wire.body, client_auth
+                            wire.path, wire.body, client_auth, wire.headers
                         )
                     else:
-                        reply = await agent.transport.send(wire.path, wire.body, client_auth)
+                        reply = await agent.transport.send(
+                            wire.path, wire.body, client_auth, wire.headers
+                        )
                         decode = codec.decode_native if native else codec.decode
                         result = (reply.status, decode(call, reply, model))
                 except UpstreamError as exc:

@@ -74,7 +74,14 @@ class StreamRelay:
                 yield tail
             self._close()
             self._take_usage()
-            ex.finish("ok", 200)
+            failed = getattr(decoder, "failed", None)
+            if failed is not None:  # a native stream's own error event, relayed as it was
+                self.backend.errors += 1
+                message = f"Backend '{self.backend.name}' reported an error mid-stream: {failed}"
+                log.warning("stream %s ended with an error: %s", ex.request_id, message)
+                ex.finish("error", 200, error=message, error_type="stream_interrupted")
+            else:
+                ex.finish("ok", 200)
         except UpstreamError as exc:
             self._take_usage()
             self.backend.errors += 1

@@ -15,7 +15,7 @@ from nexusd.api.dialects import responses
 from nexusd.api.errors import install_error_handlers
 from nexusd.api.guard import BrowserGuard
 from nexusd.api.inference import InferenceEndpoint
-from nexusd.errors import ModelNotFound, NexusError
+from nexusd.errors import ModelNotFound
 from nexusd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from nexusd.routing.aliases import resolve_alias
 from nexusd.tokens import counter
@@ -69,12 +69,15 @@ def create_quart_app(core: Nexus) -> Quart:
     async def count_tokens() -> Response:
         """Anthropic's token count, offline: the model family's tokenizer where one exists,
         else the documented estimate (never a call to a backend)."""
-        try:
+        try:  # a refusal renders in Anthropic's envelope (api/errors.py, by path)
             _, canonical = messages.count_tokens_request(await request.get_data())
-        except NexusError as err:
-            return Response(
-                messages.error_body(err.status, err.message), err.status, content_type=JSON
-            )
+        except messages.AnthropicOnly as exc:
+            if exc.body is None:
+                raise
+            # valid for Anthropic (server tools…): counted as the JSON it is, an estimate
+            body = exc.body
+            text = json.dumps([body.get("system"), body.get("messages"), body.get("tools")])
+            canonical = {"model": body["model"], "messages": [{"role": "user", "content": text}]}
         # off the loop: the tokenizer may load its encoding (~0.3 s) or face a long prompt
         tokens = await asyncio.to_thread(_count_request, canonical)
         return _json({"input_tokens": tokens})

@@ -20,7 +20,15 @@ log = logging.getLogger("nexus.api")
 
 
 def error_response(err: NexusError) -> Response:
-    response = Response(err.render(), err.status, content_type="application/json")
+    """In the envelope of the API the path belongs to: Anthropic's under ``/v1/messages``
+    (``count_tokens``, wrong methods, oversize bodies), OpenAI's everywhere else."""
+    if request.path.startswith("/v1/messages"):
+        from nexusd.api.dialects.anthropic_messages import error_body
+
+        body = error_body(err.status, err.message)
+    else:
+        body = err.render()
+    response = Response(body, err.status, content_type="application/json")
     for name, value in err.headers.items():
         response.headers[name] = value
     response.timeout = None

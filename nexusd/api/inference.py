@@ -88,7 +88,7 @@ class InferenceEndpoint:
         core = self.core
         ex = core.open_exchange(adapter.endpoint)
         ex.trace.dialect = adapter.dialect  # also on the record of a request refused unread
-        auth = None
+        auth = beta = None
         length = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -97,6 +97,8 @@ class InferenceEndpoint:
                 length = int(value)
             elif name == b"x-api-key" and auth is None:  # Anthropic clients' spelling
                 auth = "Bearer " + value.decode("latin-1")
+            elif name == b"anthropic-beta":  # features a native Anthropic backend needs
+                beta = value.decode("latin-1")
         state = _RequestState()
         try:
             if core.shutting_down:
@@ -109,6 +111,8 @@ class InferenceEndpoint:
                 raise too_large(self.max_body)
             raw = await self._read_body(receive)
             call = adapter.parse(raw)
+            if beta is not None and call.dialect == "anthropic":
+                call.native_headers = {"anthropic-beta": beta}
             trace = ex.trace
             trace.requested_model = call.body["model"]
             trace.stream = call.stream

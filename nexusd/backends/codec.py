@@ -51,12 +51,16 @@ class Call:
     #: why only a backend speaking the client's dialect can serve it (e.g. Anthropic
     #: server tools): any other backend is skipped with this reason
     native_only: str | None = None
+    #: the client's dialect headers a native backend needs as sent (``anthropic-beta``)
+    native_headers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
 class WireRequest:
     path: str
     body: bytes
+    #: request headers of the client's own to pass on (a native dialect's ``anthropic-beta``)
+    headers: dict[str, str] | None = None
 
 
 class StreamDecoder(Protocol):
@@ -112,7 +116,7 @@ class OpenAICodec:
     def encode_native(self, call: Call, model: str) -> WireRequest:
         native = call.native_body or {}
         body = call.native_raw if native.get("model") == model else with_model(native, model)
-        return WireRequest(NATIVE_PATHS[call.dialect], body)
+        return WireRequest(NATIVE_PATHS[call.dialect], body, call.native_headers)
 
     def native_decoder(self, call: Call) -> StreamDecoder:
         return NativeStream(call.dialect, self.max_event_bytes)

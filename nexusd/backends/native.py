@@ -14,9 +14,12 @@ from nexusd.backends.translate import TokenUsage, dumps, json_object, parse_even
 from nexusd.sse import SSEFramer
 from nexusd.usage import tokens_of
 
+#: how a native stream says it failed (its last event)
+_FAILURES = (b"event: error", b'"type":"error"', b"response.failed")
+
 
 class NativeStream:
-    __slots__ = ("_dialect", "_events", "_framer", "_seen", "usage")
+    __slots__ = ("_dialect", "_events", "_framer", "_seen", "failed", "usage")
 
     def __init__(self, dialect: str, max_event_bytes: int | None) -> None:
         self._dialect = dialect
@@ -24,20 +27,42 @@ class NativeStream:
         self._seen: dict[str, Any] = {}  # Anthropic's usage arrives in two parts
         self._events = 0  # relayed so far: a Responses error event continues the numbering
         self.usage: TokenUsage | None = None
+        #: the provider's own in-stream error, relayed as it is: the request failed
+        self.failed: str | None = None
 
     def feed(self, data: bytes) -> bytes:
         out = self._framer.feed(data)
         if out:
             self._events += out.count(b"\n\n")
-            if b'"usage"' in out:
-                self._read_usage(out)
+            self._watch(out)
         return out
 
     def flush(self) -> bytes:
         out = self._framer.flush()
+        self._watch(out)
+        return out
+
+    def _watch(self, out: bytes) -> None:
         if b'"usage"' in out:
             self._read_usage(out)
-        return out
+        if any(marker in out for marker in _FAILURES):
+            self._read_failure(out)
+
+    def _read_failure(self, block: bytes) -> None:
+        for event in parse_events(block):
+            payload = json_object(event.data) or {}
+            kind = payload.get("type", event.event)
+            if kind == "error":
+                error = payload.get("error")
+                error = error if isinstance(error, dict) else payload
+                self.failed = f"{error.get('type') or error.get('code') or 'error'}: " + str(
+                    error.get("message") or "no message"
+                )
+            elif kind == "response.failed":
+                response = payload.get("response")
+                error = response.get("error") if isinstance(response, dict) else None
+                message = error.get("message") if isinstance(error, dict) else None
+                self.failed = f"response.failed: {message or 'no message'}"
 
     def error_event(self, message: str) -> bytes:
         """The backend failed after the head went out: the last event, in the dialect."""

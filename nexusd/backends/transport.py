@@ -58,11 +58,15 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 class Transport(Protocol):
     """What the gateway and the probers need from the wire; tests substitute a fake."""
 
-    async def send(self, path: str, body: bytes, client_auth: str | None) -> UpstreamReply:
+    async def send(
+        self, path: str, body: bytes, client_auth: str | None, headers: dict[str, str] | None = None
+    ) -> UpstreamReply:
         """POST and read the whole answer; non-2xx raises ``UpstreamHTTPError``."""
         ...
 
-    async def open_stream(self, path: str, body: bytes, client_auth: str | None) -> UpstreamStream:
+    async def open_stream(
+        self, path: str, body: bytes, client_auth: str | None, headers: dict[str, str] | None = None
+    ) -> UpstreamStream:
         """POST and return once the first whole event arrived; non-2xx raises."""
         ...
 
@@ -99,18 +103,25 @@ class AiohttpTransport:
         )
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
 
-    def _headers(self, client_auth: str | None) -> dict[str, str]:
+    def _headers(
+        self, client_auth: str | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        headers = self.base_headers
+        if extra:  # never one of ours: the client's cannot replace the configured key
+            headers = {**extra, **headers}
         if client_auth and self.forward_client_auth:
-            return {**self.base_headers, "Authorization": client_auth}
-        return self.base_headers
+            return {**headers, "Authorization": client_auth}
+        return headers
 
-    async def send(self, path: str, body: bytes, client_auth: str | None) -> UpstreamReply:
+    async def send(
+        self, path: str, body: bytes, client_auth: str | None, headers: dict[str, str] | None = None
+    ) -> UpstreamReply:
         limit = self.timeouts.max_response_bytes
         try:
             async with self.http.post(
                 self.base_url + path,
                 data=body,
-                headers=self._headers(client_auth),
+                headers=self._headers(client_auth, headers),
                 timeout=self._total_timeout,
                 allow_redirects=False,
             ) as resp:
@@ -128,7 +139,9 @@ class AiohttpTransport:
             raise translate(exc, "response", self.timeouts.total) from exc
         return UpstreamReply(resp.status, payload, ctype)
 
-    async def open_stream(self, path: str, body: bytes, client_auth: str | None) -> AiohttpStream:
+    async def open_stream(
+        self, path: str, body: bytes, client_auth: str | None, headers: dict[str, str] | None = None
+    ) -> AiohttpStream:
         """POST; return once the first whole SSE event arrived (the 200 is committed on it).
 
         The first byte must come within ``first_byte`` seconds; from there the first event
@@ -143,7 +156,7 @@ class AiohttpTransport:
                 resp = await self.http.post(
                     self.base_url + path,
                     data=body,
-                    headers=self._headers(client_auth),
+                    headers=self._headers(client_auth, headers),
                     timeout=self._stream_timeout,
                     allow_redirects=False,
                 )

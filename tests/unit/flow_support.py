@@ -154,13 +154,17 @@ class FakeTransport:
             raise outcome
         return outcome
 
-    async def send(self, path: str, body: bytes, client_auth: str | None) -> UpstreamReply:
+    async def send(
+        self, path: str, body: bytes, client_auth: str | None, headers: Any = None
+    ) -> UpstreamReply:
         outcome = await self._play(CallLog("send", path, bytes(body), client_auth))
         if isinstance(outcome, Stream):
             raise AssertionError(f"transport {self.name}: a Stream scripted for send()")
         return _reply(outcome)
 
-    async def open_stream(self, path: str, body: bytes, client_auth: str | None) -> FakeStream:
+    async def open_stream(
+        self, path: str, body: bytes, client_auth: str | None, headers: Any = None
+    ) -> FakeStream:
         outcome = await self._play(CallLog("open_stream", path, bytes(body), client_auth))
         if isinstance(outcome, Reply):
             if outcome.status < 300:
