@@ -1303,3 +1303,20 @@ def test_stats_count_dialects_and_nexusctl_lists_native_dialects(
         "claude": ["anthropic"],
         "gpt": ["openai", "responses"],
     }
+
+
+def test_each_dialect_shows_its_own_endpoint_on_the_dashboard_and_in_the_tui(one) -> None:
+    from nexus_tui.screens.requests import kind_cell
+
+    _, d = one()
+    claude_client(d).messages.create(
+        model="qwen2.5-7b", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    )
+    openai_client(d).responses.create(model="qwen2.5-7b", input="hi")
+    d.wait_idle()
+    page = httpx.get(d.url + "/").text
+    assert 'title="/v1/messages">msgs</span>' in page
+    assert 'title="/v1/responses">resp</span>' in page
+    shown = [kind_cell(r.endpoint, r.dialect).plain for r in records(d, 2)]
+    assert shown == ["msgs", "resp"]
+    assert kind_cell("chat", "openai").plain == "chat"

@@ -33,11 +33,19 @@ COLUMNS = (
 
 
 #: the Kind column: which API the request called (records from before the field: chat)
-KINDS = {"chat": "chat", "completions": "compl", "embeddings": "embed"}
+KINDS = {
+    "chat": "chat",
+    "completions": "compl",
+    "embeddings": "embed",
+    "messages": "msgs",
+    "responses": "resp",
+}
+#: a client dialect's endpoint, shown instead of "chat" (its canonical kind)
+DIALECT_KINDS = {"anthropic": "messages", "responses": "responses"}
 
 
-def kind_cell(endpoint: Any) -> Cell:
-    name = str(endpoint or "chat")
+def kind_cell(endpoint: Any, dialect: Any = None) -> Cell:
+    name = DIALECT_KINDS.get(str(dialect), str(endpoint or "chat"))
     return Cell(KINDS.get(name, name), "dim" if name == "chat" else tone("accent"), sort=name)
 
 
@@ -57,7 +65,7 @@ def request_row(r: dict[str, Any], backend_name: str) -> dict[str, Cell]:
     )
     return {
         "time": cells.clock(r.get("time")),
-        "kind": kind_cell(r.get("endpoint")),
+        "kind": kind_cell(r.get("endpoint"), r.get("dialect")),
         "model": Cell(model),
         "backend": Cell(backend_name or "–", "" if backend_name else "dim"),
         "status": Cell(

@@ -57,7 +57,14 @@ ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; ch
 ASSET_ALIASES = {"dashboard.js": "app.js", "styles.css": "style.css"}
 #: the badge beside the model in the requests table; chat (the common case) has none.
 #: app.js has the same map.
-KIND_BADGES = {"completions": "compl", "embeddings": "embed"}
+KIND_BADGES = {
+    "completions": "compl",
+    "embeddings": "embed",
+    "messages": "msgs",
+    "responses": "resp",
+}
+#: a client dialect's endpoint, shown instead of "chat" (its canonical kind)
+DIALECT_PATHS = {"anthropic": "messages", "responses": "responses"}
 #: rows in the requests table (page, snapshot, app.js)
 HISTORY_ROWS = 100
 
@@ -397,12 +404,14 @@ def _models(backends: list[dict[str, Any]]) -> str:
     )
 
 
-def _kind_badge(endpoint: str | None) -> str:
-    """``<span class="kind">embed</span>`` for anything but chat (and records without it)."""
-    if not endpoint or endpoint == "chat":
+def _kind_badge(endpoint: str | None, dialect: str | None = None) -> str:
+    """``<span class="kind">embed</span>`` for anything but OpenAI chat (and records without
+    the field); Anthropic Messages and Responses requests show their own endpoint."""
+    kind = DIALECT_PATHS.get(dialect or "", endpoint)
+    if not kind or kind == "chat":
         return ""
-    label = KIND_BADGES.get(endpoint, endpoint)
-    return f'<span class="kind kind-{_e(endpoint)}" title="/v1/{_e(endpoint)}">{_e(label)}</span>'
+    label = KIND_BADGES.get(kind, kind)
+    return f'<span class="kind kind-{_e(kind)}" title="/v1/{_e(kind)}">{_e(label)}</span>'
 
 
 def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> str:
@@ -419,7 +428,7 @@ def _history(history: list[dict[str, Any]], backends: list[dict[str, Any]]) -> s
         rows.append(
             f'<tr data-request="{_e(r["request_id"])}" class="{_e(r["status"])}">'
             f"<td>{when}</td><td>{_e(r['requested_model'])}{_e(served)}"
-            f"{_kind_badge(r.get('endpoint'))}</td>"
+            f"{_kind_badge(r.get('endpoint'), r.get('dialect'))}</td>"
             f"<td>{_e(names.get(r['backend'] or '', r['backend'] or '-'))}</td>"
             f"<td>{r['status_code']}</td><td>{r['latency_ms']:.0f} ms</td>"
             f"<td>{ttft}</td>"

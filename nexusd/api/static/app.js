@@ -9,10 +9,12 @@
 
   // badge beside the model (dashboard.py has the same map); chat, and records from before
   // the field existed, get none
-  const KIND_BADGES = { completions: "compl", embeddings: "embed" };
-  function kindBadge(endpoint) {
-    if (!endpoint || endpoint === "chat") return "";
-    return `<span class="kind kind-${esc(endpoint)}" title="/v1/${esc(endpoint)}">${esc(KIND_BADGES[endpoint] || endpoint)}</span>`;
+  const KIND_BADGES = { completions: "compl", embeddings: "embed", messages: "msgs", responses: "resp" };
+  const DIALECT_PATHS = { anthropic: "messages", responses: "responses" };
+  function kindBadge(endpoint, dialect) {
+    const kind = DIALECT_PATHS[dialect] || endpoint;
+    if (!kind || kind === "chat") return "";
+    return `<span class="kind kind-${esc(kind)}" title="/v1/${esc(kind)}">${esc(KIND_BADGES[kind] || kind)}</span>`;
   }
 
   function fmtMs(v) { return v == null ? "-" : (v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms"); }
@@ -117,7 +119,7 @@
     const rows = history.slice().reverse().map((r) => {
       const when = new Date(r.time * 1000).toLocaleTimeString();
       const served = r.served_model && r.served_model !== r.requested_model ? " → " + r.served_model : "";
-      return `<tr data-request="${esc(r.request_id)}" class="${esc(r.status)}"><td>${when}</td><td>${esc(r.requested_model + served)}${kindBadge(r.endpoint)}</td>` +
+      return `<tr data-request="${esc(r.request_id)}" class="${esc(r.status)}"><td>${when}</td><td>${esc(r.requested_model + served)}${kindBadge(r.endpoint, r.dialect)}</td>` +
         `<td>${esc(names[r.backend] || r.backend || "-")}</td><td>${r.status_code}</td><td>${fmtMs(r.latency_ms)}</td>` +
         `<td>${fmtMs(r.ttft_ms)}</td><td>${esc(r.route_reason || r.error_type || "")}${retryBadge(r)}</td></tr>`;
     }).join("") || '<tr class="empty"><td colspan="7">No requests yet.</td></tr>';
