@@ -2,9 +2,12 @@
 
 ``concurrency`` keep-alive connections each send one ``POST /v1/chat/completions`` at a time
 and send the next one as soon as the previous response is complete (no think time). With
-``--dialect anthropic`` the request is Anthropic's (``POST /v1/messages`` body, ``x-api-key``
-and ``anthropic-version`` headers): the bench's direct baseline for the translation
-workloads, the load generator talking to the fake in the fake's own dialect. All
+``--dialect anthropic`` the request is Anthropic's (a Messages API body with ``max_tokens``
+for ``POST /v1/messages``, ``x-api-key`` and ``anthropic-version`` headers): the bench's
+direct baseline for the translation workloads (the load generator talking to the fake in the
+fake's own dialect), and the client of the ``an-*`` workloads (Anthropic in, to Nexus). With
+``--dialect responses`` it is OpenAI's Responses API (a body with ``input`` and
+``max_output_tokens`` for ``POST /v1/responses``): the client of the ``re-*`` workloads. All
 work happens in protocol callbacks: no coroutine or future per request, so the client costs
 a few tens of microseconds per request and per chunk.
 
@@ -14,8 +17,12 @@ Timing (``time.perf_counter``, per request):
   terminating zero-size chunk of a chunked body);
 - TTFB: request written → first body byte (for a stream: the chunk carrying the first
   ``data:`` event);
-- chunks: SSE ``data:`` events in the body, ``[DONE]`` excluded (Anthropic dialect: the
-  ``text_delta`` events; a stream is complete with exactly one ``message_stop``).
+- chunks: SSE ``data:`` events in the body, ``[DONE]`` excluded; in the other dialects the
+  content events only: Anthropic ``content_block_delta`` events (a stream is complete with
+  exactly one ``message_stop``), Responses ``response.output_text.delta`` events (complete
+  with exactly one ``response.completed``). A non-streamed answer must be a JSON object, in
+  those dialects one of the dialect's shape (``"type":"message"``,
+  ``"object":"response"``).
 
 Only requests that *complete* inside the measuring window (after the warm-up) are counted,
 as wrk does. Requests still in flight at the end are reported as ``unfinished`` and their
@@ -227,22 +234,23 @@ class Client(asyncio.Protocol):
         if stats.measuring:
             if self.status == 200:
                 body = b"".join(self.body)
-                if self.gen.stream:
-                    if self.gen.anthropic:
-                        events = body.count(b'"text_delta"')
-                        done = body.count(b"event: message_stop")
-                        events += done
-                    else:
+                gen = self.gen
+                if gen.stream:
+                    if gen.chunk_marker is None:
                         events = body.count(b"data:")
                         done = body.count(b"data: [DONE]")
+                        events -= done
+                    else:
+                        events = body.count(gen.chunk_marker)
+                        done = body.count(gen.done_marker)
                     if done != 1:
                         stats.error("stream_without_done")
                     else:
                         stats.ok += 1
-                        stats.chunks += events - done
+                        stats.chunks += events
                         stats.latencies.append(now - self.t0)
                         stats.ttfbs.append((self.t_first or now) - self.t0)
-                elif body[:1] == b"{":
+                elif body[:1] == b"{" and (gen.body_marker is None or gen.body_marker in body):
                     stats.ok += 1
                     stats.latencies.append(now - self.t0)
                     stats.ttfbs.append((self.t_first or now) - self.t0)
@@ -268,15 +276,34 @@ class LoadGen:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 80
         self.stream = args.stream
-        self.anthropic = args.dialect == "anthropic"
-        if self.anthropic:
+        #: a stream's content events and its one closing event (None: OpenAI chat's
+        #: ``data:`` events and ``[DONE]``); a non-streamed answer's shape
+        self.chunk_marker: bytes | None = None
+        self.done_marker = b"data: [DONE]"
+        self.body_marker: bytes | None = None
+        prompt = "Say hello in one short sentence."
+        if args.dialect == "anthropic":
             body = {
                 "model": args.model,
                 "max_tokens": 64,
-                "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                "messages": [{"role": "user", "content": prompt}],
                 "stream": args.stream,
             }
             auth = "x-api-key: sk-ant-bench\r\nanthropic-version: 2023-06-01"
+            self.chunk_marker = b"event: content_block_delta\n"
+            self.done_marker = b"event: message_stop\n"
+            self.body_marker = b'"type":"message"'
+        elif args.dialect == "responses":
+            body = {
+                "model": args.model,
+                "input": prompt,
+                "max_output_tokens": 64,
+                "stream": args.stream,
+            }
+            auth = "Authorization: Bearer sk-bench"
+            self.chunk_marker = b"event: response.output_text.delta\n"
+            self.done_marker = b"event: response.completed\n"
+            self.body_marker = b'"object":"response"'
         else:
             body = {
                 "model": args.model,
@@ -373,7 +400,9 @@ async def amain(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="full URL of the chat completions endpoint")
+    parser.add_argument(
+        "--url", required=True, help="full URL of the endpoint (the dialect's: see --dialect)"
+    )
     parser.add_argument("-c", "--concurrency", type=int, default=1)
     parser.add_argument("-d", "--duration", type=float, default=5.0, help="measured seconds")
     parser.add_argument("-w", "--warmup", type=float, default=1.0, help="unmeasured seconds first")
@@ -381,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="bench-model")
     parser.add_argument(
         "--dialect",
-        choices=("openai", "anthropic"),
+        choices=("openai", "anthropic", "responses"),
         default="openai",
-        help="request shape (anthropic: a Messages API body for POST /v1/messages)",
+        help="request shape: openai (chat completions), anthropic (a Messages API body for "
+        "POST /v1/messages), responses (a Responses API body for POST /v1/responses)",
     )
     args = parser.parse_args(argv)
     try:

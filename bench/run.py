@@ -15,6 +15,12 @@ The ``tr-*`` workloads measure translation: the client speaks OpenAI chat to Nex
 translated back; they are compared with their pass-through twins (``tr-ns-c1`` ↔ ``ns-c1``…)
 measured by the same Nexus process in the same round.
 
+The ``an-*`` and ``re-*`` workloads measure the client dialects Nexus accepts: the client
+sends Anthropic Messages (``POST /v1/messages``) or OpenAI Responses (``POST /v1/responses``)
+requests to Nexus, whose ``generic`` backend (the fake's OpenAI chat API, which has neither
+endpoint) gets them translated to chat, and the answers translated back; they are compared
+with their chat pass-through twins (``an-ns-c1`` ↔ ``ns-c1``…) the same way.
+
 Usage::
 
     python bench/run.py --quick              # ≈ 1 minute (+ the one-time LiteLLM install)
@@ -22,6 +28,8 @@ Usage::
     python bench/run.py --no-litellm --only direct,nexus --workloads ns-c1,ns-c64
     python bench/run.py --quick --no-litellm --repeat 3 --no-wrk \\
         --workloads ns-c1,tr-ns-c1,s-c1,tr-s-c1,s-c64,tr-s-c64
+    python bench/run.py --quick --no-litellm --repeat 3 --no-wrk \\
+        --workloads ns-c1,an-ns-c1,re-ns-c1,s-c1,an-s-c1,re-s-c1
 
 See docs/performance.md for the method and the reference results.
 """
@@ -75,12 +83,22 @@ class Workload:
     delay_ms: float = 0.0
     #: the upstream's dialect: "openai" (pass-through) or "anthropic" (Nexus translates)
     dialect: str = "openai"
-    #: for a translated workload, its pass-through twin (same shape, same concurrency)
+    #: for a translated or inbound workload, its pass-through twin (same shape, same
+    #: concurrency)
     pair: str | None = None
+    #: the dialect the client speaks to the gateway: "openai" (chat completions),
+    #: "anthropic" (``/v1/messages``) or "responses" (``/v1/responses``)
+    client: str = "openai"
 
     @property
     def translated(self) -> bool:
+        """Nexus translates towards the upstream (an ``anthropic`` backend)."""
         return self.dialect != "openai"
+
+    @property
+    def inbound(self) -> bool:
+        """The client speaks another dialect than OpenAI chat to Nexus."""
+        return self.client != "openai"
 
     @property
     def model(self) -> str:
@@ -121,6 +139,20 @@ WORKLOADS = [
         delay_ms=5.0,
         dialect="anthropic",
         pair="rs-c64",
+    ),
+    # client dialects in: Anthropic Messages / OpenAI Responses to Nexus, the fake's OpenAI
+    # chat API behind it (a `generic` backend: neither dialect is passed through natively)
+    Workload(
+        "an-ns-c1", "Anthropic-in non-streaming c1", False, 1, pair="ns-c1", client="anthropic"
+    ),
+    Workload(
+        "an-s-c1", "Anthropic-in streaming 20 chunks c1", True, 1, pair="s-c1", client="anthropic"
+    ),
+    Workload(
+        "re-ns-c1", "Responses-in non-streaming c1", False, 1, pair="ns-c1", client="responses"
+    ),
+    Workload(
+        "re-s-c1", "Responses-in streaming 20 chunks c1", True, 1, pair="s-c1", client="responses"
     ),
 ]
 WORKLOAD_BY_NAME = {w.name: w for w in WORKLOADS}
@@ -550,6 +582,13 @@ def wait_ready(server: Server, timeout: float) -> float:
 
 # --- one measurement ----------------------------------------------------------------------
 
+#: the endpoint of each client dialect
+CLIENT_PATHS = {
+    "openai": "/v1/chat/completions",
+    "anthropic": "/v1/messages",
+    "responses": "/v1/responses",
+}
+
 
 def run_loadgen(
     port: int,
@@ -562,9 +601,10 @@ def run_loadgen(
     direct: bool = False,
 ) -> dict[str, Any]:
     """``direct``: the target is the fake itself, spoken to in the workload's upstream
-    dialect (a gateway is always spoken to in OpenAI's)."""
-    dialect = wl.dialect if direct else "openai"
-    path = "/v1/messages" if dialect == "anthropic" else "/v1/chat/completions"
+    dialect; a gateway is spoken to in the workload's client dialect (OpenAI chat but for
+    the ``an-*`` / ``re-*`` workloads)."""
+    dialect = wl.dialect if direct else wl.client
+    path = CLIENT_PATHS[dialect]
     cmd = [
         sys.executable,
         str(BENCH / "loadgen.py"),
@@ -982,6 +1022,10 @@ def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
                 # translated stream adds a role chunk and a finish chunk to the 20 content ones)
                 s["content_chunks_per_s"] = s["rps"] * wl.chunks
             direct = raw.get("direct", {}).get(wname)
+            if not direct and wl is not None and wl.inbound and wl.pair:
+                # the direct run of an inbound workload would be its twin's (the fake only
+                # speaks chat): the twin's direct rows of the same rounds are its baseline
+                direct = raw.get("direct", {}).get(wl.pair)
             if setup != "direct" and direct:
                 for key, path in (
                     ("added_p50", "latency_ms.p50"),
@@ -1002,7 +1046,9 @@ def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
 def ratios(summary: dict[str, Any], workloads: list[Workload]) -> dict[str, Any]:
     out = {}
     for wl in workloads:
-        d = summary.get("direct", {}).get(wl.name, {})
+        d = summary.get("direct", {}).get(wl.name) or (
+            summary.get("direct", {}).get(wl.pair, {}) if wl.inbound and wl.pair else {}
+        )
         n = summary.get("nexus", {}).get(wl.name, {})
         m = summary.get("litellm", {}).get(wl.name, {})
         out[wl.name] = {
@@ -1016,15 +1062,18 @@ def ratios(summary: dict[str, Any], workloads: list[Workload]) -> dict[str, Any]
 
 
 def translation(
-    raw: dict[str, dict[str, list[dict[str, Any]]]], workloads: list[Workload]
+    raw: dict[str, dict[str, list[dict[str, Any]]]],
+    workloads: list[Workload],
+    inbound: bool = False,
 ) -> dict[str, Any]:
-    """Each translated workload against its pass-through twin, both through the same Nexus
-    process in the same round: differences (translated − pass-through) and ratios per round,
-    then the median over rounds."""
+    """Each translated workload (with ``inbound``: each client-dialect workload) against its
+    pass-through twin, both through the same Nexus process in the same round: differences
+    (translated − pass-through) and ratios per round, then the median over rounds."""
     nexus = raw.get("nexus", {})
     out: dict[str, Any] = {}
     for wl in workloads:
-        if not wl.translated or wl.pair is None:
+        selected = wl.inbound if inbound else wl.translated
+        if wl.pair is None or not selected:
             continue
         mine, base = nexus.get(wl.name), nexus.get(wl.pair)
         if not mine or not base:
@@ -1074,6 +1123,7 @@ def evaluate_targets(
     summary: dict[str, Any],
     footprint: dict[str, Any] | None,
     trans: dict[str, Any] | None = None,
+    inbound: dict[str, Any] | None = None,
 ) -> list[dict]:
     def s(setup: str, wl: str, key: str) -> float | None:
         return summary.get(setup, {}).get(wl, {}).get(key)
@@ -1164,7 +1214,17 @@ def evaluate_targets(
             "ms",
         ),
     ]
-    return [*targets, *translation_targets]
+    inbound_targets = [
+        check(
+            "Anthropic-in → OpenAI-compatible backend: non-streaming c1 added p50 over chat "
+            "pass-through (an-ns-c1 - ns-c1)",
+            (inbound or {}).get("an-ns-c1", {}).get("added_p50_ms"),
+            0.5,
+            "<=",
+            "ms",
+        ),
+    ]
+    return [*targets, *translation_targets, *inbound_targets]
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -1265,17 +1325,37 @@ def render(result: dict[str, Any], workloads: list[Workload], setups: list[str])
                 f"                                 wrk→fake non-stream c64 "
                 f"{fmt(w['rps'], 0, 0)} RPS"
             )
-    trans = result.get("translation") or {}
-    if trans:
-        out.append("")
-        out.append(
+    twin_tables = (
+        (
+            "translation",
+            "tr",
             "translation: Nexus → the fake's Anthropic API minus Nexus → its OpenAI API (same "
-            "process, same round; medians over rounds)"
-        )
+            "process, same round; medians over rounds)",
+            "(+x = translated − pass-through; content chunks/s = answers/s × 20: a translated "
+            "stream also carries a role and a finish chunk; the chunks/s column above counts "
+            "every SSE event)",
+        ),
+        (
+            "inbound",
+            "in",
+            "client dialects in: Anthropic Messages / Responses to Nexus minus OpenAI chat to "
+            "Nexus, the fake's OpenAI chat API behind both (same process, same round; medians "
+            "over rounds)",
+            "(+x = dialect-in − chat pass-through; content chunks/s = answers/s × 20: the "
+            "dialect's stream also carries its opening and closing events; the chunks/s "
+            "column above counts their content deltas only)",
+        ),
+    )
+    for key, short, title, note in twin_tables:
+        trans = result.get(key) or {}
+        if not trans:
+            continue
+        out.append("")
+        out.append(title)
         out.append(
-            f"{'workload':<9} {'twin':<7}{'+p50':>8}{'+p99':>8}{'+TTFB50':>9}{'RPS tr/pt':>10}"
-            f"{'content chunks/s tr':>21}{'pt':>9}{'fewer':>8}{'+CPU ms/rq':>11}"
-            f"{'+CPU us/chunk':>14}"
+            f"{'workload':<9} {'twin':<7}{'+p50':>8}{'+p99':>8}{'+TTFB50':>9}"
+            f"{'RPS ' + short + '/pt':>10}{'content chunks/s ' + short:>21}{'pt':>9}"
+            f"{'fewer':>8}{'+CPU ms/rq':>11}{'+CPU us/chunk':>14}"
         )
         summary = result["summary"].get("nexus", {})
         for name, t in trans.items():
@@ -1291,11 +1371,7 @@ def render(result: dict[str, Any], workloads: list[Workload], setups: list[str])
                 f"{fmt(t.get('added_cpu_ms_per_req'), 3, 11)}"
                 f"{fmt(t.get('added_cpu_us_per_chunk'), 1, 14)}"
             )
-        out.append(
-            "(+x = translated − pass-through; content chunks/s = answers/s × 20: a translated "
-            "stream also carries a role and a finish chunk; the chunks/s column above counts "
-            "every SSE event)"
-        )
+        out.append(note)
     out.append("")
     out.append("targets:")
     for t in result["targets"]:
@@ -1355,13 +1431,18 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"{cell(r.get('nexus_over_litellm_rps'), 1)} | "
             f"{cell(r.get('litellm_added_over_nexus_added_p50'), 1)} |"
         )
-    trans = result.get("translation") or {}
-    if trans:
+    for key, label, ratio, which in (
+        ("translation", "translated workload", "RPS translated / pass-through", "translated"),
+        ("inbound", "client-dialect workload", "RPS dialect-in / chat pass-through", "dialect-in"),
+    ):
+        trans = result.get(key) or {}
+        if not trans:
+            continue
         nexus = summary.get("nexus", {})
         out.append("")
         out.append(
-            "| translated workload | vs pass-through | added p50 ms | added p99 ms | "
-            "added TTFB p50 ms | RPS translated / pass-through | content chunks/s translated | "
+            f"| {label} | vs pass-through | added p50 ms | added p99 ms | "
+            f"added TTFB p50 ms | {ratio} | content chunks/s {which} | "
             "content chunks/s pass-through | fewer chunks/s | added CPU ms/req | "
             "added CPU µs/chunk |"
         )
@@ -1555,8 +1636,10 @@ def main(argv: list[str] | None = None) -> int:
                     result.setdefault("gateway_idle_rss_mb", {}).setdefault(setup, []).append(idle)
                 port = gateway.port if gateway else fake.port
                 for wl in args.workload_list:
-                    if wl.translated and setup == "litellm":
+                    if (wl.translated or wl.inbound) and setup == "litellm":
                         continue  # LiteLLM is compared on pass-through only
+                    if wl.inbound and setup == "direct":
+                        continue  # the fake speaks chat only: the twin's direct run is it
                     log(f"round {rnd + 1}/{args.repeat} {setup:<7} {wl.name:<9} ({wl.title})")
                     r = measure(port, gateway, fake, wl, args, layout)
                     attempts = 1
@@ -1612,8 +1695,9 @@ def main(argv: list[str] | None = None) -> int:
     result["summary"] = summarize(raw)
     result["ratios"] = ratios(result["summary"], args.workload_list)
     result["translation"] = translation(raw, args.workload_list)
+    result["inbound"] = translation(raw, args.workload_list, inbound=True)
     result["targets"] = evaluate_targets(
-        result["summary"], result.get("footprint"), result["translation"]
+        result["summary"], result.get("footprint"), result["translation"], result["inbound"]
     )
     result["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out_path = Path(args.out) if args.out else RESULTS / f"{stamp}.json"
