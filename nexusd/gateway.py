@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from nexusd.backends.codec import Call
@@ -34,6 +35,7 @@ from nexusd.backends.upstream import (
 )
 from nexusd.config.schema import RoutingConfig
 from nexusd.errors import (
+    InvalidRequest,
     ModelNotFound,
     NexusError,
     NotCapable,
@@ -59,7 +61,7 @@ from nexusd.routing.pipeline import (
     mismatches,
 )
 from nexusd.tokens import TokenCount, counter
-from nexusd.types import Endpoint
+from nexusd.types import Endpoint, PrivacyZone
 from nexusd.usage import usage_of
 
 if TYPE_CHECKING:
@@ -133,6 +135,10 @@ class Gateway:
         for policy in self.policies:
             await policy(ex, intent)
         chain = self.chain(resolved, call.endpoint)
+        if self.config.policies or call.privacy is not None:
+            intent.allowed_zone, intent.zone_reason = self.allowed_zone(
+                [requested, *chain], call.privacy
+            )
         try:
             try:
                 return await self._try_chain(ex, intent, call, client_auth, chain)
@@ -145,6 +151,33 @@ class Gateway:
         except NexusError as exc:
             exc.headers.setdefault("X-Nexus-Request-Id", ex.request_id)
             raise
+
+    def allowed_zone(self, names: list[str], header: str | None) -> tuple[PrivacyZone, str]:
+        """The strictest of every policy matching any name of the request (requested,
+        alias-resolved, each fallback) and the client's ``X-Nexus-Privacy``, which can only
+        tighten; with the reasons, for the refusal and the routing story."""
+        zone, reasons = PrivacyZone.PUBLIC, []
+        for policy in self.config.policies:
+            if policy.privacy is None:
+                continue
+            matched = next((n for n in names if fnmatchcase(n, policy.model_pattern)), None)
+            if matched is not None:
+                reasons.append(f'policy "{policy.model_pattern}" on {matched}: {policy.privacy}')
+                if policy.privacy.rank < zone.rank:
+                    zone = policy.privacy
+        if header is not None:
+            try:
+                asked = PrivacyZone.parse(header)
+            except ValueError:
+                raise InvalidRequest(
+                    f"X-Nexus-Privacy: {header[:40]!r} is not a zone; use local, restricted "
+                    "or public",
+                    param="X-Nexus-Privacy",
+                ) from None
+            reasons.append(f"X-Nexus-Privacy: {asked}")
+            if asked.rank < zone.rank:
+                zone = asked
+        return zone, "; ".join(reasons)
 
     def chain(self, resolved: str, endpoint: Endpoint) -> list[str]:
         if endpoint is Endpoint.EMBEDDINGS:
@@ -416,6 +449,9 @@ class Gateway:
         chain: list[str],
         last_error: tuple[Backend, UpstreamError] | None,
     ) -> NexusError:
+        refused = self._privacy_refusal(intent, trace, chain, last_error)
+        if refused is not None:
+            return refused
         if last_error is not None:
             backend, exc = last_error
             tried = len(trace.attempts)
@@ -471,6 +507,7 @@ class Gateway:
             )
         if all(step.permanent for step in steps):
             return self._not_capable(intent, trace, chain)
+
         reasons = "; ".join(f"{r.backend}: {r.reason}" for step in steps for r in step.rejections)
         error_type = "fallback_exhausted" if len(chain) > 1 else "no_healthy_backend"
         if len(chain) > 1:
@@ -487,6 +524,37 @@ class Gateway:
             context=self._context(trace),
             headers={"Retry-After": "5"},
             error_type=error_type,
+        )
+
+    def _privacy_refusal(
+        self,
+        intent: RoutingIntent,
+        trace: RequestTrace,
+        chain: list[str],
+        last_error: tuple[Backend, UpstreamError] | None,
+    ) -> ServiceUnavailable | None:
+        """503 with ``context.privacy_zone_required`` when the zone kept out a backend that
+        could otherwise have served: also after the allowed backends failed (the failure is
+        in the message), so the client learns why nothing else was tried."""
+        zone = intent.allowed_zone
+        if zone is PrivacyZone.PUBLIC or not any(
+            r.stage == "privacy" for step in trace.steps for r in step.rejections
+        ):
+            return None
+        if not any(step.model_known for step in trace.steps):
+            return None  # nothing serves the name at all: that is a 404
+        self.core.metrics.privacy_blocks.labels(zone.value).inc()
+        context = self._context(trace)
+        context["privacy_zone_required"] = zone.value
+        context["privacy_reason"] = intent.zone_reason
+        failed = f"; the last one failed: {last_error[1].message}" if last_error else ""
+        return ServiceUnavailable(
+            f"No backend in zone '{zone}' (or a more trusted one) can serve '{chain[0]}' now "
+            f"({intent.zone_reason}){failed}. Backends in less trusted zones are never used "
+            "for it: start or fix a backend in that zone",
+            context=context,
+            headers={"Retry-After": "5"},
+            error_type="privacy",
         )
 
     def _not_capable(

@@ -148,6 +148,12 @@ class Metrics:
             ["backend", "model"],
             registry=r,
         )
+        self.privacy_blocks = Counter(
+            "nexus_privacy_blocks",
+            "Requests refused because no backend in their allowed privacy zone could serve",
+            ["zone"],
+            registry=r,
+        )
         self.backend_latency = Histogram(
             "nexus_backend_latency_seconds",
             "Backend health check latency",

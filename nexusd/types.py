@@ -64,6 +64,20 @@ class PrivacyZone(StrEnum):
     RESTRICTED = "restricted"
     PUBLIC = "public"
 
+    @property
+    def rank(self) -> int:
+        """0 is the most trusted: a request allowed zone Z may be served in any zone ≤ Z."""
+        return _ZONE_RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> PrivacyZone:
+        """A zone from a header or a flag: case-insensitive, ``open`` = ``public``."""
+        low = text.strip().lower()
+        return cls.PUBLIC if low == "open" else cls(low)
+
+
+_ZONE_RANK = {PrivacyZone.LOCAL: 0, PrivacyZone.RESTRICTED: 1, PrivacyZone.PUBLIC: 2}
+
 
 @dataclass(slots=True)
 class ModelInfo:

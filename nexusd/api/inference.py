@@ -88,7 +88,7 @@ class InferenceEndpoint:
         core = self.core
         ex = core.open_exchange(adapter.endpoint)
         ex.trace.dialect = adapter.dialect  # also on the record of a request refused unread
-        auth = beta = None
+        auth = beta = privacy = None
         length = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -99,6 +99,8 @@ class InferenceEndpoint:
                 auth = "Bearer " + value.decode("latin-1")
             elif name == b"anthropic-beta":  # features a native Anthropic backend needs
                 beta = value.decode("latin-1")
+            elif name == b"x-nexus-privacy":
+                privacy = value.decode("latin-1")
         state = _RequestState()
         try:
             if core.shutting_down:
@@ -113,6 +115,7 @@ class InferenceEndpoint:
             call = adapter.parse(raw)
             if beta is not None and call.dialect == "anthropic":
                 call.native_headers = {"anthropic-beta": beta}
+            call.privacy = privacy
             trace = ex.trace
             trace.requested_model = call.body["model"]
             trace.stream = call.stream

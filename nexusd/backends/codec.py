@@ -53,6 +53,8 @@ class Call:
     native_only: str | None = None
     #: the client's dialect headers a native backend needs as sent (``anthropic-beta``)
     native_headers: dict[str, str] | None = None
+    #: ``X-Nexus-Privacy``: a zone the client asks for (it can only tighten)
+    privacy: str | None = None
 
 
 @dataclass(slots=True)

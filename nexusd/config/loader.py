@@ -381,6 +381,16 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
     for i, b in enumerate(cfg.backends):
         _check_backend(i, b, seen, errors)
 
+    for i, policy in enumerate(cfg.routing.policies):
+        if not policy.model_pattern.strip():
+            errors.append(
+                f'routing.policies[{i}].model_pattern: must not be empty (a glob, e.g. "secret-*")'
+            )
+        if policy.privacy is None:
+            errors.append(
+                f"routing.policies[{i}].privacy: required (local, restricted or public): the "
+                "least trusted zone allowed to serve the matching models"
+            )
     if cfg.health_check.cloud_interval_seconds <= 0:
         errors.append(
             "health_check.cloud_interval_seconds: "

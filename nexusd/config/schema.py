@@ -106,6 +106,16 @@ class RoutingWeights:
 
 
 @dataclass(slots=True)
+class TrafficPolicy:
+    """``[[routing.policies]]``: requests for models matching ``model_pattern`` (a glob on the
+    requested, alias-resolved and fallback names) are served only in ``privacy`` or a more
+    trusted zone."""
+
+    model_pattern: str
+    privacy: PrivacyZone | None = None
+
+
+@dataclass(slots=True)
 class RoutingConfig:
     strategy: RoutingStrategy = RoutingStrategy.SMART
     max_retries: int = 2
@@ -113,6 +123,7 @@ class RoutingConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     decision_history: int = 1000
+    policies: list[TrafficPolicy] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nexusd.types import Endpoint
+from nexusd.types import Endpoint, PrivacyZone
 
 #: characters per token for the cheap estimate (documented in docs/api.md)
 CHARS_PER_TOKEN = 4
@@ -72,6 +72,9 @@ class RoutingIntent:
     stream: bool = False
     #: backends that failed during this request: never tried twice
     excluded: set[str] = field(default_factory=set)
+    #: the least trusted zone allowed to serve it, at every hop, and why (policy, header)
+    allowed_zone: PrivacyZone = PrivacyZone.PUBLIC
+    zone_reason: str = ""
 
 
 def requirements_of(body: dict[str, Any], endpoint: Endpoint = Endpoint.CHAT) -> Requirements:

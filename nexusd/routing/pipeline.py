@@ -4,9 +4,9 @@ A run takes one model name and a request's requirements and ends in one of three
 Route (a backend), Queue (capable backends exist but all are at capacity) or Reject.
 Stage order: ``capabilities`` (hard requirements, judged against every backend serving the
 model whatever its health, so "nobody can ever serve this" is told apart from "nobody can
-now") → ``availability`` → ``capacity`` → ``preferences`` (soft requirements rank) → the
-strategy. Later stages (lifecycle, privacy, budget, tier, quality) slot in before
-``preferences`` without touching the others.
+now") → ``privacy`` (the request's allowed zone) → ``availability`` → ``capacity`` →
+``preferences`` (soft requirements rank) → the strategy. Later stages (lifecycle, budget,
+tier, quality) slot in before ``preferences`` without touching the others.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nexusd.config.schema import RoutingConfig
 from nexusd.registry import Backend, Registry
 from nexusd.routing.intent import Requirements, RoutingIntent
 from nexusd.routing.strategies import Strategies
-from nexusd.types import BackendStatus, ModelInfo
+from nexusd.types import BackendStatus, ModelInfo, PrivacyZone
 
 
 class Outcome(StrEnum):
@@ -166,6 +166,23 @@ def capabilities(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
+def privacy(ctx: StageContext) -> None:
+    """Structural privacy: a backend outside the request's allowed zone is never a candidate.
+    Every hop (first choice, retries, failover, each fallback model) runs this stage with the
+    same intent, so nothing later can re-admit it."""
+    allowed = ctx.intent.allowed_zone
+    if allowed is PrivacyZone.PUBLIC:
+        return
+    keep = []
+    for b in ctx.candidates:
+        if b.zone.rank > allowed.rank:
+            why = f"zone {b.zone.value} is outside the allowed zone {allowed.value}"
+            ctx.reject("privacy", b, f"{why} ({ctx.intent.zone_reason})")
+        else:
+            keep.append(b)
+    ctx.candidates = keep
+
+
 def availability(ctx: StageContext) -> None:
     """Only healthy, enabled, undrained backends not already failed in this request."""
     keep = []
@@ -218,7 +235,7 @@ def preferences(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
-DEFAULT_STAGES: tuple[Stage, ...] = (capabilities, availability, capacity, preferences)
+DEFAULT_STAGES: tuple[Stage, ...] = (capabilities, privacy, availability, capacity, preferences)
 
 
 class Pipeline:
