@@ -43,6 +43,7 @@ from nexusd.backends.translate import (
     arguments_object,
     assistant_message,
     completion,
+    completion_of,
     drop_unknown,
     dumps,
     image_url_of,
@@ -50,7 +51,6 @@ from nexusd.backends.translate import (
     json_object,
     openai_error,
     parse_data_url,
-    sse,
     tool_call,
 )
 from nexusd.backends.upstream import UpstreamError, UpstreamProtocolError, UpstreamReply
@@ -531,21 +531,7 @@ def answer(native: dict[str, Any], model: str) -> bytes:
         message = assistant_message(None if calls and not text else text, calls)
         finish = finish_reason(candidate.get("finishReason"), bool(calls))
         choices.append((_index(candidate), message, finish))
-    if len(choices) == 1 and choices[0][0] == 0:
-        return completion(id_, model, created, choices[0][1], choices[0][2], usage)
-    body: dict[str, Any] = {
-        "id": id_,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
-            for index, message, finish in sorted(choices, key=lambda c: c[0])
-        ],
-    }
-    if usage is not None:
-        body["usage"] = usage.to_openai()
-    return dumps(body)
+    return completion_of(id_, model, created, sorted(choices, key=lambda c: c[0]), usage)
 
 
 def _candidate_output(candidate: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -775,16 +761,4 @@ class GoogleStreamDecoder:
     def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         writer = self._writer
         assert writer is not None  # made before the first candidate
-        if index == 0:
-            return writer.chunk(delta, finish)
-        return sse(
-            {
-                "id": writer.id,
-                "object": "chat.completion.chunk",
-                "created": writer.created,
-                "model": writer.model,
-                "choices": [
-                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-        )
+        return writer.chunk(delta, finish, index)

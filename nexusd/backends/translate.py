@@ -232,14 +232,26 @@ def completion(
     finish_reason: str,
     usage: TokenUsage | None,
 ) -> bytes:
-    """A whole OpenAI ``chat.completion`` object."""
+    """A whole OpenAI ``chat.completion`` object with one choice."""
+    return completion_of(id_, model, created, [(0, message, finish_reason)], usage)
+
+
+def completion_of(
+    id_: str,
+    model: str,
+    created: int,
+    choices: list[tuple[int, dict[str, Any], str]],
+    usage: TokenUsage | None,
+) -> bytes:
+    """A whole ``chat.completion`` with its choices as ``(index, message, finish_reason)``."""
     body: dict[str, Any] = {
         "id": id_,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+            for index, message, finish in choices
         ],
     }
     if usage is not None:
