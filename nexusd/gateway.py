@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from nexusd.backends.codec import Call
-from nexusd.backends.translate import Untranslatable
+from nexusd.backends.translate import Untranslatable, json_object
 from nexusd.backends.upstream import (
     UpstreamError,
     UpstreamHTTPError,
@@ -62,7 +62,7 @@ from nexusd.routing.pipeline import (
 )
 from nexusd.tokens import TokenCount, counter
 from nexusd.types import Endpoint, PrivacyZone
-from nexusd.usage import usage_of
+from nexusd.usage import tokens_of, usage_of
 
 if TYPE_CHECKING:
     from nexusd.core import Nexus
@@ -137,7 +137,7 @@ class Gateway:
         chain = self.chain(resolved, call.endpoint)
         if self.config.policies or call.privacy is not None:
             intent.allowed_zone, intent.zone_reason = self.allowed_zone(
-                [requested, *chain], call.privacy
+                [requested, *hops, *chain], call.privacy
             )
         try:
             try:
@@ -230,8 +230,10 @@ class Gateway:
                     upstream_s += took
                     if isinstance(exc, UpstreamHTTPError) and key_refused(backend, exc):
                         # the provider refused *our* key: the backend is misconfigured, not
-                        # the request; another backend may serve it
-                        exc.retryable = exc.counts_against_backend = True
+                        # the request; another backend may serve it. Only a refused key
+                        # (401) is the whole backend's fault: a 403 may concern one model
+                        exc.retryable = True
+                        exc.counts_against_backend = exc.status != 403
                     if not exc.retryable and isinstance(exc, UpstreamHTTPError):
                         trace.attempts.append(
                             Attempt(
@@ -321,7 +323,12 @@ class Gateway:
             return StreamAnswer(relay, headers, native)
         lease.release()
         status, body = result
-        trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = usage_of(body)
+        if native:  # the client's own dialect: its top-level usage (metadata may echo one)
+            parsed = json_object(body)
+            usage = tokens_of(parsed.get("usage")) if parsed else (None, None, None)
+        else:
+            usage = usage_of(body)
+        trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = usage
         if cloud:
             self.core.pricing.settle(trace)
             headers["X-Nexus-Cost-Estimated"] = format_cost(trace.cost_usd)
@@ -404,11 +411,17 @@ class Gateway:
 
     # --- dry run -------------------------------------------------------------------------------
 
-    def dry_run(self, requested: str, requirements: Requirements) -> dict[str, Any]:
+    def dry_run(
+        self, requested: str, requirements: Requirements, privacy: str | None = None
+    ) -> dict[str, Any]:
         """The decision a request would get now, without sending anything."""
         resolved, hops = resolve_alias(self.config.aliases, requested)
         chain = self.chain(resolved, requirements.endpoint)
         intent = RoutingIntent("dry-run", requested, requirements)
+        if self.config.policies or privacy is not None:  # the same zone as a real request
+            intent.allowed_zone, intent.zone_reason = self.allowed_zone(
+                [requested, *hops, *chain], privacy
+            )
         steps = []
         chosen = None
         for model in chain:
@@ -657,8 +670,11 @@ def count_prompt(call: Call, model: str) -> TokenCount:
 
 
 def key_refused(backend: Backend, exc: UpstreamHTTPError) -> bool:
-    """A cloud provider's 401/403: its verdict on our configured key, not on the client."""
-    return exc.status in (401, 403) and backend.type.is_cloud
+    """A cloud provider's 401/403 (Google: 400 ``API_KEY_INVALID``): its verdict on our
+    configured key, not on the client."""
+    if not backend.type.is_cloud:
+        return False
+    return exc.status in (401, 403) or (exc.status == 400 and b"API_KEY_INVALID" in exc.body)
 
 
 def provider_message(backend: Backend, exc: UpstreamHTTPError) -> str:

@@ -132,6 +132,9 @@ class PriceBook:
         if trace.backend_type != "cloud":
             trace.cost_usd, trace.cost_status = 0.0, "free"
             return
+        if trace.outcome == "passed_through":  # a provider's 4xx: nothing was generated
+            trace.cost_usd, trace.cost_status = 0.0, "exact"
+            return
         price = self.price(trace.served_model)
         if price is None:
             trace.cost_usd, trace.cost_status = None, "unknown"

@@ -18,6 +18,7 @@ from nexusd.sse import error_event
 from nexusd.usage import stream_usage
 
 if TYPE_CHECKING:
+    from nexusd.api.inbound import StreamEncoder
     from nexusd.core import Nexus
     from nexusd.exchange import Exchange
     from nexusd.registry import Backend
@@ -39,12 +40,14 @@ class StreamRelay:
         self.backend = backend
         self.upstream = upstream
         self.decoder = decoder
+        #: canonical events → the client's dialect (set by the endpoint; None: as they are)
+        self.encoder: StreamEncoder | None = None
         self._closed = False
         #: pieces of the answer sent so far (said in the error if the backend stops)
         self.relayed = 0
 
     async def events(self) -> AsyncIterator[bytes]:
-        core, ex, decoder = self.core, self.exchange, self.decoder
+        core, ex, decoder, encoder = self.core, self.exchange, self.decoder, self.encoder
         trace = ex.trace
         core.active_streams.add(self)
         try:
@@ -54,8 +57,11 @@ class StreamRelay:
                     trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
                         stream_usage(out)
                     )
-                self.relayed += 1
-                yield out
+                if encoder is not None:
+                    out = encoder.feed(out)
+                if out:
+                    self.relayed += 1
+                    yield out
             async for chunk in self.upstream.chunks():
                 out = decoder.feed(chunk)
                 if out:
@@ -63,45 +69,67 @@ class StreamRelay:
                         trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
                             stream_usage(out)
                         )
+                    if encoder is not None:  # the client's dialect: one body per read
+                        out = encoder.feed(out)
+                        if not out:
+                            continue
                     self.relayed += 1
                     yield out
             tail = decoder.flush()
+            if tail and b'"usage"' in tail:
+                trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = stream_usage(
+                    tail
+                )
+            if encoder is not None:
+                tail = encoder.feed(tail) + encoder.flush() if tail else encoder.flush()
             if tail:
-                if b'"usage"' in tail:
-                    trace.prompt_tokens, trace.completion_tokens, trace.cached_tokens = (
-                        stream_usage(tail)
-                    )
                 yield tail
             self._close()
             self._take_usage()
-            failed = getattr(decoder, "failed", None)
-            if failed is not None:  # a native stream's own error event, relayed as it was
+            # an error event the client already got: the provider's own (native), or the
+            # client dialect's for a stream that ended short (translated)
+            failed = getattr(decoder, "failed", None) or getattr(encoder, "failed", None)
+            if failed is not None:
                 self.backend.errors += 1
-                message = f"Backend '{self.backend.name}' reported an error mid-stream: {failed}"
+                message = f"Backend '{self.backend.name}' stream failed: {failed}"
                 log.warning("stream %s ended with an error: %s", ex.request_id, message)
                 ex.finish("error", 200, error=message, error_type="stream_interrupted")
             else:
                 ex.finish("ok", 200)
         except UpstreamError as exc:
-            self._take_usage()
-            self.backend.errors += 1
-            if core.shutting_down:
-                message = "Nexus is shutting down; the stream was ended at the drain deadline"
-            else:
-                n = self.relayed
-                message = (
-                    f"Backend '{self.backend.name}' failed mid-stream, after "
-                    f"{n} chunk{'' if n == 1 else 's'}: {exc.message}"
-                )
-                if exc.counts_against_backend:
-                    core.health.note_passive_failure(self.backend, exc.message)
-            log.warning("stream %s ended early: %s", ex.request_id, message)
-            self._close()
-            ex.finish("error", 200, error=message, error_type="stream_interrupted")
-            # in the client's dialect when the stream is relayed natively
-            yield getattr(self.decoder, "error_event", error_event)(message)
+            yield self._failed(exc.message, exc.counts_against_backend)
+        except Exception as exc:  # a decoder's bug or a body it choked on: still one end
+            log.exception("stream %s: relaying the backend's events failed", ex.request_id)
+            reason = f"Nexus could not relay its stream ({type(exc).__name__}: {exc})"
+            yield self._failed(reason, False, "internal_error")
         finally:
+            self._take_usage()  # also for a client that left: the provider billed what it sent
             self._close()  # cancellation or the client leaving: the endpoint finishes the exchange
+
+    def _failed(
+        self, reason: str, counts_against_backend: bool, error_type: str = "stream_interrupted"
+    ) -> bytes:
+        """Finish the exchange as failed; the last event, in the client's dialect."""
+        core, ex = self.core, self.exchange
+        self._take_usage()
+        self.backend.errors += 1
+        if core.shutting_down:
+            message = "Nexus is shutting down; the stream was ended at the drain deadline"
+        else:
+            n = self.relayed
+            message = (
+                f"Backend '{self.backend.name}' failed mid-stream, after "
+                f"{n} chunk{'' if n == 1 else 's'}: {reason}"
+            )
+            if counts_against_backend:
+                core.health.note_passive_failure(self.backend, reason)
+        log.warning("stream %s ended early: %s", ex.request_id, message)
+        self._close()
+        ex.finish("error", 200, error=message, error_type=error_type)
+        if self.encoder is not None:  # translated like the events before it
+            return self.encoder.feed(error_event(message)) + self.encoder.flush()
+        # in the client's dialect when the stream is relayed natively
+        return getattr(self.decoder, "error_event", error_event)(message)
 
     def _take_usage(self) -> None:
         """A translating decoder counts usage itself (also when the client did not ask for

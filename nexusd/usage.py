@@ -54,7 +54,7 @@ def usage_of(body: bytes) -> Tokens:
         return NONE
     try:
         usage, _ = _DECODER.raw_decode(body[start:].decode("utf-8", "replace"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return NONE
     return _tokens(usage)
 
@@ -66,7 +66,7 @@ def stream_usage(events: bytes) -> Tokens:
         if line.startswith(b"data:") and b'"usage"' in line:
             try:
                 found = _tokens(json.loads(line[5:]).get("usage"))
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 continue
             if found[:2] != (None, None):
                 return found

@@ -1320,3 +1320,25 @@ def test_each_dialect_shows_its_own_endpoint_on_the_dashboard_and_in_the_tui(one
     shown = [kind_cell(r.endpoint, r.dialect).plain for r in records(d, 2)]
     assert shown == ["msgs", "resp"]
     assert kind_cell("chat", "openai").plain == "chat"
+
+
+def test_a_translated_stream_that_ends_in_an_error_is_recorded_as_failed(one) -> None:
+    fake, d = one()
+    fake.faults.stream_error_after = 2
+    raw = post_stream(
+        d.url + "/v1/messages",
+        {
+            "model": "qwen2.5-7b",
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        headers={"anthropic-version": "2023-06-01"},
+    )
+    assert b"event: error" in raw and b"message_stop" not in raw
+    (rec,) = records(d, 1)
+    assert (rec.outcome, rec.error_type, rec.dialect) == (
+        "error",
+        "stream_interrupted",
+        "anthropic",
+    )

@@ -166,3 +166,21 @@ def test_a_policy_needs_a_zone() -> None:
         parse_config({"routing": {"policies": [{"model_pattern": "x"}]}})
     with pytest.raises(ConfigError, match=r"routing.policies\[0\].model_pattern"):
         parse_config({"routing": {"policies": [{"model_pattern": " ", "privacy": "local"}]}})
+
+
+def test_the_route_dry_run_applies_the_same_zone(hybrid) -> None:
+    import json as _json
+
+    from tests.test_cli_usability import nexusctl
+
+    _, _, d = hybrid([{"model_pattern": "secret-*", "privacy": "local"}])
+    d.call(lambda: setattr(d.core.registry.get("box"), "enabled", False))
+    plan = nexusctl(d, "route", "secret-model")
+    assert plan.returncode == 1  # a refusal, as the real request would get
+    shown = _json.loads(plan.stdout)
+    assert shown["outcome"] == "reject" and shown["backend"] is None
+    stages = {r["stage"] for step in shown["steps"] for r in step["rejections"]}
+    assert "privacy" in stages
+    plan = nexusctl(d, "route", "open-model", "--privacy", "local")
+    assert plan.returncode == 1 and _json.loads(plan.stdout)["outcome"] == "reject"
+    assert _json.loads(nexusctl(d, "route", "open-model").stdout)["backend"] == "cloud"

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 from nexusd.api.asgi import ASGIApp, Receive, Scope, Send
 from nexusd.api.errors import too_large
 from nexusd.api.inbound import ADAPTERS, InboundAdapter, StreamEncoder
+from nexusd.backends.upstream import UpstreamError
 from nexusd.errors import (
     InternalError,
     MethodNotAllowed,
     NexusError,
     RequestTimeout,
     ServiceUnavailable,
+    UpstreamFailed,
 )
 from nexusd.exchange import Exchange, Phase
 from nexusd.gateway import StreamAnswer
@@ -129,10 +131,17 @@ class InferenceEndpoint:
                 answer = await core.gateway.handle(ex, call, auth, adapter.requirements(call))
                 if isinstance(answer, StreamAnswer):
                     if not answer.native:
-                        state.encoder = adapter.stream_encoder(call)
+                        state.encoder = answer.relay.encoder = adapter.stream_encoder(call)
                     await self._stream(ex, answer, send, state)
                 else:
-                    body = adapter.answer_body(answer, call)
+                    try:
+                        body = adapter.answer_body(answer, call)
+                    except UpstreamError as exc:  # a 200 the dialect cannot be made from
+                        raise UpstreamFailed(
+                            f"Backend '{ex.trace.backend_name}' answered something that is not "
+                            f"a chat completion: {exc.message}",
+                            error_type="backend_error",
+                        ) from exc
                     ex.advance(Phase.ANSWERED)
                     headers = [
                         (b"content-type", answer.content_type.encode()),
@@ -211,7 +220,6 @@ class InferenceEndpoint:
         ex.advance(Phase.STREAMING)
         relay = answer.relay
         events = relay.events()
-        encoder = state.encoder
         try:
             await send(
                 {
@@ -220,17 +228,10 @@ class InferenceEndpoint:
                     "headers": [*SSE, *_headers(answer.headers)],
                 }
             )
-            if encoder is None:
-                async for chunk in events:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            else:  # the client's dialect: each read's events translated as one body message
-                async for chunk in events:
-                    out = encoder.feed(chunk)
-                    if out:
-                        await send({"type": "http.response.body", "body": out, "more_body": True})
-                out = encoder.flush()
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            # in the client's dialect already: the relay runs the encoder, so a stream that
+            # ends short is recorded as failed
+            async for chunk in events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             state.finished = True
             await send({"type": "http.response.body", "body": b""})
         finally:

@@ -631,7 +631,7 @@ def finish_reason(stop_reason: Any, tool_calls: bool) -> str:
     client tool call is the JSON-emulation tool's answer: ``stop``."""
     if stop_reason == "tool_use" and not tool_calls:
         return "stop"
-    return _FINISH_REASONS.get(stop_reason, "stop")
+    return _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
 def token_usage(usage: dict[str, Any]) -> TokenUsage:
@@ -713,7 +713,7 @@ class AnthropicStreamDecoder:
         if self._error is not None:
             raise self._error
         block = self._framer.feed(data)
-        if not block:
+        if not block or self._done:  # nothing may follow message_stop's [DONE]
             return b""
         writer = self._writer
         if (
@@ -787,7 +787,7 @@ class AnthropicStreamDecoder:
                 return self._chunk({"content": text}) if text else b""
             if delta_type == "input_json_delta":
                 partial = delta.get("partial_json")
-                slot = self._blocks.get(payload.get("index"))
+                slot = self._blocks.get(int_or_none(payload.get("index")))
                 if not partial or slot is None:
                     return b""
                 if slot == _JSON_BLOCK:
@@ -850,7 +850,7 @@ class AnthropicStreamDecoder:
             return self._chunk({"content": text}) if text else b""
         if kind != "tool_use":
             return b""  # thinking, server tools
-        index = payload.get("index")
+        index = int_or_none(payload.get("index"))  # a hostile index must not be a key
         if block.get("name") == self._json_name:
             self._blocks[index] = _JSON_BLOCK
             return b""

@@ -117,7 +117,17 @@ class OpenAICodec:
 
     def encode_native(self, call: Call, model: str) -> WireRequest:
         native = call.native_body or {}
-        body = call.native_raw if native.get("model") == model else with_model(native, model)
+        if call.dialect == "responses" and "store" not in native:
+            # Nexus is stateless: a provider must not keep the response by its default either
+            body = json.dumps(
+                {**native, "model": model, "store": False},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+        elif native.get("model") == model:
+            body = call.native_raw
+        else:
+            body = with_model(native, model)
         return WireRequest(NATIVE_PATHS[call.dialect], body, call.native_headers)
 
     def native_decoder(self, call: Call) -> StreamDecoder:

@@ -292,7 +292,12 @@ def _image_part(url: str | None, where: str) -> dict[str, Any]:
                 f"{where}: the image is not a valid base64 data URL", param="messages"
             )
         return {"inlineData": {"mimeType": parsed[0], "data": parsed[1]}}
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        raise Untranslatable(
+            f"{where}: the image URL is not a valid URL", param="messages"
+        ) from None
     if split.scheme.lower() not in _URL_SCHEMES:
         raise Untranslatable(
             f"{where}: Gemini takes images as base64 data URLs or http(s)/gs URLs",
@@ -691,6 +696,9 @@ class GoogleStreamDecoder:
         writer = self._writer
         if writer is None or not (self._choices or self._blocked):
             raise UpstreamStreamError("the stream ended without an answer")
+        if any(choice.finish is None for choice in self._choices.values()):
+            # Google ends every answer with a finishReason: without one it was cut short
+            raise UpstreamStreamError("the stream ended before its finishReason")
         if self._choices:
             for index in sorted(self._choices):
                 choice = self._choices[index]

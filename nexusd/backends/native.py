@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexusd.backends.translate import TokenUsage, dumps, json_object, parse_events
+from nexusd.backends.translate import (
+    TokenUsage,
+    UpstreamStreamError,
+    dumps,
+    json_object,
+    parse_events,
+)
 from nexusd.sse import SSEFramer
 from nexusd.usage import tokens_of
 
 #: how a native stream says it failed (its last event)
 _FAILURES = (b"event: error", b'"type":"error"', b"response.failed")
+#: how it says it is complete, per dialect
+_ENDS = {
+    "anthropic": (b"message_stop",),
+    "responses": (b"response.completed", b"response.incomplete"),
+}
 
 
 class NativeStream:
-    __slots__ = ("_dialect", "_events", "_framer", "_seen", "failed", "usage")
+    __slots__ = ("_dialect", "_ended", "_events", "_framer", "_seen", "failed", "usage")
 
     def __init__(self, dialect: str, max_event_bytes: int | None) -> None:
         self._dialect = dialect
@@ -29,6 +40,7 @@ class NativeStream:
         self.usage: TokenUsage | None = None
         #: the provider's own in-stream error, relayed as it is: the request failed
         self.failed: str | None = None
+        self._ended = False  # the dialect's last event was seen
 
     def feed(self, data: bytes) -> bytes:
         out = self._framer.feed(data)
@@ -40,9 +52,14 @@ class NativeStream:
     def flush(self) -> bytes:
         out = self._framer.flush()
         self._watch(out)
+        if not self._ended and self.failed is None:
+            end = _ENDS[self._dialect][0].decode()
+            raise UpstreamStreamError(f"the stream ended before its {end} event")
         return out
 
     def _watch(self, out: bytes) -> None:
+        if not self._ended and any(marker in out for marker in _ENDS[self._dialect]):
+            self._ended = True
         if b'"usage"' in out:
             self._read_usage(out)
         if any(marker in out for marker in _FAILURES):

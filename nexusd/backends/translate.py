@@ -146,7 +146,7 @@ def json_object(text: str | bytes) -> dict[str, Any] | None:
     start = 0 if text[:1] == "{" else len(text) - len(text.lstrip())
     try:
         value, end = _DECODER.raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile depth is "not an object" too
         return None
     if end != len(text) and text[end:].strip():
         return None

@@ -29,6 +29,7 @@ from nexusd.config.store import (
     set_fallbacks,
     update_backend,
 )
+from nexusd.errors import NexusError
 from nexusd.registry import Backend, normalise_url
 from nexusd.routing.aliases import MAX_ALIAS_HOPS, alias_chain, is_cycle
 from nexusd.routing.intent import Requirements
@@ -403,7 +404,15 @@ def create_control_app(core: Nexus, api_url: Callable[[], str]) -> Quart:
             max_tokens=_count(data, "max_tokens"),
             endpoint=Endpoint(endpoint),
         )
-        return _json(core.gateway.dry_run(model, req))
+        privacy = data.get("privacy")
+        if privacy is not None and not isinstance(privacy, str):
+            raise ControlError(
+                400, "invalid_request", "'privacy' must be local, restricted or public"
+            )
+        try:
+            return _json(core.gateway.dry_run(model, req, privacy))
+        except NexusError as err:  # an unknown zone, as X-Nexus-Privacy would be
+            raise ControlError(400, "invalid_request", err.message) from None
 
     @app.get("/v1/stats")
     async def stats() -> Response:

@@ -831,7 +831,9 @@ def test_parts_keep_their_order_and_ids_hold_without_a_response_id() -> None:
     ]
     event = {"candidates": [{"content": {"parts": parts, "role": "model"}}]}
     data = b"data: " + json.dumps(event).encode() + b"\n\n"
-    events = events_of(run_stream([data, data])[0])
+    event["candidates"][0]["finishReason"] = "STOP"  # Google ends every answer with one
+    last = b"data: " + json.dumps(event).encode() + b"\n\n"
+    events = events_of(run_stream([data, last])[0])
     assert len({e["id"] for e in events[:-1]}) == 1
     assert re.fullmatch(r"chatcmpl-[0-9a-f]{32}", events[0]["id"])
     shapes = [
@@ -845,6 +847,14 @@ def test_parts_keep_their_order_and_ids_hold_without_a_response_id() -> None:
     ]
     assert args == ['{"x":[1,"é"]}'] * 2
     assert deltas(events)[-1] == (0, {}, "tool_calls")
+
+
+def test_a_stream_cut_before_its_finish_reason_is_an_error() -> None:
+    event = {"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}}]}
+    decoder = codec.stream_decoder(chat(body_of(), stream=True), "m")
+    assert b"Hel" in decoder.feed(b"data: " + json.dumps(event).encode() + b"\n\n")
+    with pytest.raises(UpstreamStreamError, match="finishReason"):
+        decoder.flush()
 
 
 def test_one_feed_gives_one_bytes_with_every_event() -> None:

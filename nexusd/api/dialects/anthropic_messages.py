@@ -1035,6 +1035,7 @@ class MessagesStreamEncoder:
         "_started",
         "_tools",
         "_usage",
+        "failed",
     )
 
     def __init__(self, model: str, *, input_tokens: int | None = None) -> None:
@@ -1049,6 +1050,8 @@ class MessagesStreamEncoder:
         self._open: int | None = None  # the open block: _TEXT, _THINKING or a tool index
         self._delta_head = b""  # the open block's delta event up to its payload string
         self._tools: dict[int, int] = {}  # OpenAI tool call index → content block index
+        #: why the stream ended with an error event (the request is recorded as failed)
+        self.failed: str | None = None
 
     def feed(self, openai_sse: bytes) -> bytes:
         if self._done:
@@ -1067,9 +1070,8 @@ class MessagesStreamEncoder:
         if self._finish is not None:
             return out + self._end()
         self._done = True
-        return out + _error_event(
-            "api_error", "the backend's stream ended before its answer was complete"
-        )
+        self.failed = "the backend's stream ended before its answer was complete"
+        return out + _error_event("api_error", self.failed)
 
     def _translate(self, events: list[Any]) -> bytes:
         out: list[bytes] = []
@@ -1085,14 +1087,12 @@ class MessagesStreamEncoder:
             chunk = json_object(data)
             if chunk is None:
                 self._done = True
-                out.append(
-                    _error_event(
-                        "api_error", f"the backend sent an invalid stream event: {data[:80]!r}"
-                    )
-                )
+                self.failed = f"the backend sent an invalid stream event: {data[:80]!r}"
+                out.append(_error_event("api_error", self.failed))
                 break
             if "error" in chunk or chunk.get("object") == "error":
                 self._done = True
+                self.failed = "the backend reported an error mid-stream"
                 out.append(_stream_error(chunk))
                 break
             if not self._started:

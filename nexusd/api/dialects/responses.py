@@ -845,6 +845,11 @@ _PART_EVENTS = {
 }
 
 
+#: the most chat-stream bytes one streamed Response may hold (it repeats the whole answer in
+#: its closing events); the default ``server.max_response_bytes``
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
 class ResponsesStreamEncoder:
     """The chat chunks of one answer (as Nexus relays them, in any network chunking) → the
     Responses event stream for the request.
@@ -856,6 +861,7 @@ class ResponsesStreamEncoder:
     ``response.completed``, ``incomplete`` or ``failed`` nothing more is sent."""
 
     __slots__ = (
+        "_bytes",
         "_calls",
         "_created_at",
         "_current",
@@ -870,6 +876,7 @@ class ResponsesStreamEncoder:
         "_seq",
         "_started",
         "_usage",
+        "failed",
     )
 
     def __init__(self, request: dict[str, Any], max_event_bytes: int | None = None) -> None:
@@ -886,10 +893,17 @@ class ResponsesStreamEncoder:
         self._finish: str | None = None
         self._usage: Any = None
         self._out: list[bytes] = []
+        self._bytes = 0  # chat bytes read: the answer is kept until response.completed
+        #: why the stream ended with ``response.failed`` (the request is recorded as failed)
+        self.failed: str | None = None
 
     def feed(self, data: bytes) -> bytes:
         if self._done:
             return b""
+        self._bytes += len(data)
+        if self._bytes > MAX_ANSWER_BYTES:  # a backend streaming without end: bounded
+            self._fail(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+            return self._take()
         try:
             events = self._events.feed(data)
         except UpstreamError as exc:  # an event over the size limit: the stream is broken
@@ -1154,6 +1168,7 @@ class ResponsesStreamEncoder:
         self._done = True
 
     def _fail(self, message: str) -> None:
+        self.failed = message
         if not self._started:
             self._start(None)
         output = [item.final or item.item("incomplete") for item in self._output]
