@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="chat",
         help="which API the request would call (default chat)",
     )
+    rt.add_argument(
+        "--privacy",
+        choices=["local", "restricted", "public"],
+        help="as X-Nexus-Privacy: route within this zone (policies apply anyway)",
+    )
 
     sub.add_parser("stats", help="request totals, per backend and per model")
 
@@ -276,6 +281,7 @@ def dispatch(args: argparse.Namespace, client: Any) -> int:
             tokens=args.tokens,
             max_tokens=args.max_tokens,
             endpoint=args.endpoint,
+            privacy=args.privacy,
         )
         show(plan)
         # a dry run that the API would refuse exits like a refusal
