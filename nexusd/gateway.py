@@ -136,9 +136,13 @@ class Gateway:
             await policy(ex, intent)
         chain = self.chain(resolved, call.endpoint)
         if self.config.policies or call.privacy is not None:
-            intent.allowed_zone, intent.zone_reason = self.allowed_zone(
-                [requested, *hops, *chain], call.privacy
-            )
+            names = [requested, *hops, *chain]
+            intent.allowed_zone, intent.zone_reason = self.allowed_zone(names, call.privacy)
+            intent.min_tier = self.min_tier(names)
+        if intent.min_tier is not None:
+            intent.flexible = tier_mode(call.strict, call.flexible)
+            if not intent.flexible:  # strict: only the requested model, at its tier
+                chain = chain[:1]
         try:
             try:
                 return await self._try_chain(ex, intent, call, client_auth, chain)
@@ -178,6 +182,15 @@ class Gateway:
             if asked.rank < zone.rank:
                 zone = asked
         return zone, "; ".join(reasons)
+
+    def min_tier(self, names: list[str]) -> int | None:
+        """The highest ``min_tier`` of the policies matching any name of the request."""
+        tiers = [
+            p.min_tier
+            for p in self.config.policies
+            if p.min_tier is not None and any(fnmatchcase(n, p.model_pattern) for n in names)
+        ]
+        return max(tiers) if tiers else None
 
     def chain(self, resolved: str, endpoint: Endpoint) -> list[str]:
         if endpoint is Endpoint.EMBEDDINGS:
@@ -419,9 +432,11 @@ class Gateway:
         chain = self.chain(resolved, requirements.endpoint)
         intent = RoutingIntent("dry-run", requested, requirements)
         if self.config.policies or privacy is not None:  # the same zone as a real request
-            intent.allowed_zone, intent.zone_reason = self.allowed_zone(
-                [requested, *hops, *chain], privacy
-            )
+            names = [requested, *hops, *chain]
+            intent.allowed_zone, intent.zone_reason = self.allowed_zone(names, privacy)
+            intent.min_tier = self.min_tier(names)
+            if intent.min_tier is not None:
+                chain = chain[:1]  # strict, the default
         steps = []
         chosen = None
         for model in chain:
@@ -465,6 +480,25 @@ class Gateway:
         refused = self._privacy_refusal(intent, trace, chain, last_error)
         if refused is not None:
             return refused
+        if intent.min_tier is not None and any(
+            r.stage == "tier" for step in trace.steps for r in step.rejections
+        ):
+            context = self._context(trace)
+            context["required_tier"] = intent.min_tier
+            mode = "flexible" if intent.flexible else "strict"
+            failed = f"; the last one failed: {last_error[1].message}" if last_error else ""
+            return ServiceUnavailable(
+                f"No backend of tier {intent.min_tier} or above can serve '{chain[0]}' now "
+                f"({mode} mode{failed}). Lower tiers are never used for it"
+                + (
+                    ""
+                    if intent.flexible
+                    else "; X-Nexus-Flexible: true lets its fallbacks stand in"
+                ),
+                context=context,
+                headers={"Retry-After": "5"},
+                error_type="tier",
+            )
         if last_error is not None:
             backend, exc = last_error
             tried = len(trace.attempts)
@@ -667,6 +701,30 @@ def count_prompt(call: Call, model: str) -> TokenCount:
     if call.endpoint is Endpoint.COMPLETIONS:
         return tokens.count_prompt(body.get("prompt"), model)
     return tokens.count_inputs(body.get("input"), model)
+
+
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+
+
+def _header_flag(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise InvalidRequest(f"{name}: {value[:40]!r} is not true or false", param=name)
+
+
+def tier_mode(strict: str | None, flexible: str | None) -> bool:
+    """Flexible only when asked (``X-Nexus-Flexible: true``) and strict was not
+    (``X-Nexus-Strict: true`` wins; ``false`` is honoured, unlike the reference)."""
+    is_strict = _header_flag(strict, "X-Nexus-Strict")
+    is_flexible = _header_flag(flexible, "X-Nexus-Flexible")
+    if is_strict:
+        return False
+    return bool(is_flexible) or is_strict is False
 
 
 def key_refused(backend: Backend, exc: UpstreamHTTPError) -> bool:

@@ -91,6 +91,8 @@ class ModelInfo:
     embeddings: bool = False
     loaded: bool | None = None
     max_output_tokens: int | None = None
+    #: capability tier from config (``models."id".tier``); None: the backend's tier
+    tier: int | None = None
     #: the capability fields the backend itself (or the config) stated; the rest are guesses
     #: from the name. Only stated facts may refuse a request (design §2: hard vs soft).
     reported: frozenset[str] = frozenset()
@@ -129,6 +131,8 @@ class ModelOverride:
     tools: bool | None = None
     json_mode: bool | None = None
     embeddings: bool | None = None
+    #: this model's capability tier on this backend (1–5), over the backend's ``tier``
+    tier: int | None = None
 
     def apply(self, model: ModelInfo) -> None:
         """A config override is a stated fact, like the backend's own metadata."""
@@ -138,3 +142,5 @@ class ModelOverride:
             if (value := getattr(self, name)) is not None
         }
         model.report(**facts)
+        if self.tier is not None:
+            model.tier = self.tier

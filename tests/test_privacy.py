@@ -162,7 +162,7 @@ def test_a_policy_on_the_alias_or_a_fallback_name_binds_the_whole_chain(hybrid) 
 def test_a_policy_needs_a_zone() -> None:
     from nexusd.config.loader import ConfigError, parse_config
 
-    with pytest.raises(ConfigError, match=r"routing.policies\[0\].privacy"):
+    with pytest.raises(ConfigError, match=r"routing.policies\[0\]: set privacy"):
         parse_config({"routing": {"policies": [{"model_pattern": "x"}]}})
     with pytest.raises(ConfigError, match=r"routing.policies\[0\].model_pattern"):
         parse_config({"routing": {"policies": [{"model_pattern": " ", "privacy": "local"}]}})

@@ -90,7 +90,7 @@ class InferenceEndpoint:
         core = self.core
         ex = core.open_exchange(adapter.endpoint)
         ex.trace.dialect = adapter.dialect  # also on the record of a request refused unread
-        auth = beta = privacy = None
+        auth = beta = privacy = strict = flexible = None
         length = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -103,6 +103,10 @@ class InferenceEndpoint:
                 beta = value.decode("latin-1")
             elif name == b"x-nexus-privacy":
                 privacy = value.decode("latin-1")
+            elif name == b"x-nexus-strict":
+                strict = value.decode("latin-1")
+            elif name == b"x-nexus-flexible":
+                flexible = value.decode("latin-1")
         state = _RequestState()
         try:
             if core.shutting_down:
@@ -117,7 +121,7 @@ class InferenceEndpoint:
             call = adapter.parse(raw)
             if beta is not None and call.dialect == "anthropic":
                 call.native_headers = {"anthropic-beta": beta}
-            call.privacy = privacy
+            call.privacy, call.strict, call.flexible = privacy, strict, flexible
             trace = ex.trace
             trace.requested_model = call.body["model"]
             trace.stream = call.stream

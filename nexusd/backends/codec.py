@@ -55,6 +55,9 @@ class Call:
     native_headers: dict[str, str] | None = None
     #: ``X-Nexus-Privacy``: a zone the client asks for (it can only tighten)
     privacy: str | None = None
+    #: ``X-Nexus-Strict`` / ``X-Nexus-Flexible`` as sent (parsed by the gateway)
+    strict: str | None = None
+    flexible: str | None = None
 
 
 @dataclass(slots=True)

@@ -386,10 +386,14 @@ def _check(cfg: NexusConfig, errors: list[str], warnings: list[str]) -> None:
             errors.append(
                 f'routing.policies[{i}].model_pattern: must not be empty (a glob, e.g. "secret-*")'
             )
-        if policy.privacy is None:
+        if policy.min_tier is not None and not 1 <= policy.min_tier <= 5:
             errors.append(
-                f"routing.policies[{i}].privacy: required (local, restricted or public): the "
-                "least trusted zone allowed to serve the matching models"
+                f"routing.policies[{i}].min_tier: {policy.min_tier} is not a valid tier (1-5)"
+            )
+        if policy.privacy is None and policy.min_tier is None:
+            errors.append(
+                f"routing.policies[{i}]: set privacy (local, restricted or public: the least "
+                "trusted zone allowed to serve the matching models) or min_tier (1-5), or both"
             )
     if cfg.health_check.cloud_interval_seconds <= 0:
         errors.append(
@@ -434,6 +438,9 @@ def _check_backend(i: int, b: BackendConfig, seen: dict[str, str], errors: list[
         errors.append(f"{key}.type: {b.type.value!r} is not supported yet; use one of {allowed}")
     if b.tier is not None and not 1 <= b.tier <= 5:
         errors.append(f"{key}.tier: {b.tier} is not a valid tier (1-5)")
+    for model, override in b.models.items():
+        if override.tier is not None and not 1 <= override.tier <= 5:
+            errors.append(f'{key}.models."{model}".tier: {override.tier} is not a valid tier (1-5)')
     if b.max_concurrent is not None and b.max_concurrent < 1:
         errors.append(f"{key}.max_concurrent: {b.max_concurrent} must be at least 1")
     if b.type.is_cloud and not b.api_key_env:

@@ -113,6 +113,8 @@ class TrafficPolicy:
 
     model_pattern: str
     privacy: PrivacyZone | None = None
+    #: the lowest capability tier (1–5) allowed to serve matching models
+    min_tier: int | None = None
 
 
 @dataclass(slots=True)

@@ -75,6 +75,10 @@ class RoutingIntent:
     #: the least trusted zone allowed to serve it, at every hop, and why (policy, header)
     allowed_zone: PrivacyZone = PrivacyZone.PUBLIC
     zone_reason: str = ""
+    #: the lowest capability tier allowed (None: any), and whether other models of the
+    #: chain may stand in (flexible) or only the requested one (strict, the default)
+    min_tier: int | None = None
+    flexible: bool = False
 
 
 def requirements_of(body: dict[str, Any], endpoint: Endpoint = Endpoint.CHAT) -> Requirements:

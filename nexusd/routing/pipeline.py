@@ -183,6 +183,23 @@ def privacy(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
+def tiers(ctx: StageContext) -> None:
+    """Capability tiers: never below the request's ``min_tier`` — in strict and in flexible
+    mode alike (flexible only lets other models of the chain stand in, at that tier or
+    above). A model's tier is its config override, else its backend's, else 1."""
+    need = ctx.intent.min_tier
+    if need is None:
+        return
+    keep = []
+    for b in ctx.candidates:
+        tier = ctx.info(b).tier or b.tier or 1
+        if tier < need:
+            ctx.reject("tier", b, f"tier {tier} is below the required tier {need}")
+        else:
+            keep.append(b)
+    ctx.candidates = keep
+
+
 def availability(ctx: StageContext) -> None:
     """Only healthy, enabled, undrained backends not already failed in this request."""
     keep = []
@@ -235,7 +252,14 @@ def preferences(ctx: StageContext) -> None:
     ctx.candidates = keep
 
 
-DEFAULT_STAGES: tuple[Stage, ...] = (capabilities, privacy, availability, capacity, preferences)
+DEFAULT_STAGES: tuple[Stage, ...] = (
+    capabilities,
+    privacy,
+    tiers,
+    availability,
+    capacity,
+    preferences,
+)
 
 
 class Pipeline:
