@@ -80,6 +80,32 @@ def cloud(fakes, nexus, monkeypatch: pytest.MonkeyPatch):
     return start
 
 
+@pytest.fixture
+def pair(fakes, nexus, monkeypatch: pytest.MonkeyPatch):
+    """``pair(second)`` → (claude, other, daemon): the Anthropic fake preferred (priority 1)
+    and a second provider (priority 50), both serving ``shared-model``. ``claude_key`` is
+    what the daemon's environment holds for Anthropic (None: unset)."""
+
+    def start(
+        second: str = "openai", claude_key: str | None = KEYS["anthropic"], **config: Any
+    ) -> tuple[FakeBackend, FakeBackend, DaemonThread]:
+        if claude_key is None:
+            monkeypatch.delenv("NEXUS_TEST_ANTHROPIC_KEY", raising=False)
+        else:
+            monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", claude_key)
+        monkeypatch.setenv(f"NEXUS_TEST_{second.upper()}_KEY", KEYS[second])
+        claude = fakes("anthropic", ["shared-model"], api_key=KEYS["anthropic"])
+        key = KEYS[second] if second == "openai" else None
+        other = fakes(second, ["shared-model"], api_key=key)
+        backends = [
+            cloud_backend("anthropic", claude, priority=1),
+            cloud_backend(second, other, priority=50),
+        ]
+        return claude, other, nexus({"backends": backends, **config})
+
+    return start
+
+
 def sdk(d: DaemonThread) -> openai.OpenAI:
     return openai.OpenAI(base_url=d.url + "/v1", api_key=CLIENT_KEY, timeout=30, max_retries=0)
 
@@ -252,21 +278,8 @@ def test_parallel_tool_calls_keep_their_ids_and_indexes(cloud, kind: str) -> Non
 # --- credentials ---------------------------------------------------------------------------------
 
 
-def test_a_missing_key_disables_the_backend_and_requests_route_elsewhere(
-    fakes, nexus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("NEXUS_TEST_ANTHROPIC_KEY", raising=False)
-    monkeypatch.setenv("NEXUS_TEST_OPENAI_KEY", KEYS["openai"])
-    claude = fakes("anthropic", ["shared-model"])
-    gpt = fakes("openai", ["shared-model"], api_key=KEYS["openai"])
-    d = nexus(
-        {
-            "backends": [
-                cloud_backend("anthropic", claude, priority=1),
-                cloud_backend("openai", gpt, priority=50),
-            ]
-        }
-    )
+def test_a_missing_key_disables_the_backend_and_requests_route_elsewhere(pair) -> None:
+    claude, _, d = pair("openai", claude_key=None)
     d.wait_healthy("openai")
     r = sdk(d).chat.completions.with_raw_response.create(
         model="shared-model", messages=[{"role": "user", "content": "hi"}]
@@ -295,21 +308,8 @@ def test_a_missing_key_disables_the_backend_and_requests_route_elsewhere(
 # --- rate limits ---------------------------------------------------------------------------------
 
 
-def test_a_429_fails_over_and_with_none_left_the_client_gets_429(
-    fakes, nexus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", KEYS["anthropic"])
-    monkeypatch.setenv("NEXUS_TEST_GOOGLE_KEY", KEYS["google"])
-    claude = fakes("anthropic", ["shared-model"])
-    gemini = fakes("google", ["shared-model"])
-    d = nexus(
-        {
-            "backends": [
-                cloud_backend("anthropic", claude, priority=1),
-                cloud_backend("google", gemini, priority=50),
-            ]
-        }
-    )
+def test_a_429_fails_over_and_with_none_left_the_client_gets_429(pair) -> None:
+    claude, gemini, d = pair("google")
     d.wait_healthy("anthropic", "google")
     claude.faults.fail_status, claude.faults.retry_after = 429, 7
     body = {"model": "shared-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -333,22 +333,8 @@ def test_a_429_fails_over_and_with_none_left_the_client_gets_429(
     assert d.backend("anthropic").status.value == d.backend("google").status.value == "healthy"
 
 
-def test_a_refused_key_fails_over_then_answers_with_the_providers_status(
-    fakes, nexus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", "sk-ant-wrong")
-    monkeypatch.setenv("NEXUS_TEST_OPENAI_KEY", KEYS["openai"])
-    claude = fakes("anthropic", ["shared-model"], api_key=KEYS["anthropic"])
-    gpt = fakes("openai", ["shared-model"], api_key=KEYS["openai"])
-    d = nexus(
-        {
-            "backends": [
-                cloud_backend("anthropic", claude, priority=1),
-                cloud_backend("openai", gpt, priority=50),
-            ],
-            "health_check": {"enabled": False},
-        }
-    )
+def test_a_refused_key_fails_over_then_answers_with_the_providers_status(pair) -> None:
+    _, gpt, d = pair("openai", claude_key="sk-ant-wrong", health_check={"enabled": False})
     body = {"model": "shared-model", "messages": [{"role": "user", "content": "hi"}]}
     r = httpx.post(d.url + "/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == 200 and r.headers["x-nexus-backend"] == "openai"
@@ -540,21 +526,8 @@ def test_a_cloud_backend_added_from_the_cli(fakes, nexus, monkeypatch: pytest.Mo
     assert 'api_key_env = "NEXUS_TEST_NOT_SET"' in d.config_path.read_text()
 
 
-def test_a_request_one_provider_cannot_take_goes_elsewhere_or_gets_a_400(
-    fakes, nexus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NEXUS_TEST_ANTHROPIC_KEY", KEYS["anthropic"])
-    monkeypatch.setenv("NEXUS_TEST_OPENAI_KEY", KEYS["openai"])
-    claude = fakes("anthropic", ["shared-model"])
-    gpt = fakes("openai", ["shared-model"], api_key=KEYS["openai"])
-    d = nexus(
-        {
-            "backends": [
-                cloud_backend("anthropic", claude, priority=1),
-                cloud_backend("openai", gpt, priority=50),
-            ]
-        }
-    )
+def test_a_request_one_provider_cannot_take_goes_elsewhere_or_gets_a_400(pair) -> None:
+    claude, _, d = pair("openai")
     d.wait_healthy("anthropic", "openai")
     body = {"model": "shared-model", "messages": [{"role": "user", "content": "hi"}], "n": 2}
     r = httpx.post(d.url + "/v1/chat/completions", json=body, timeout=30)

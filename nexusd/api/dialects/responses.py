@@ -459,30 +459,19 @@ def _tools(body: dict[str, Any], chat: dict[str, Any]) -> None:
 
 def _function_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     function: dict[str, Any] = {"name": _required_str(tool, "name", where, "the function's name")}
-    description = tool.get("description")
-    if description is not None:
-        if not isinstance(description, str):
+    for key, kind, what in (
+        ("description", str, "a string"),
+        ("parameters", dict, "a JSON Schema object"),
+        ("strict", bool, "true or false"),
+    ):
+        value = tool.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind):
             raise InvalidRequest(
-                f"'{where}.description' must be a string, got {json_kind(description)}",
-                param=f"{where}.description",
+                f"'{where}.{key}' must be {what}, got {json_kind(value)}", param=f"{where}.{key}"
             )
-        function["description"] = description
-    parameters = tool.get("parameters")
-    if parameters is not None:
-        if not isinstance(parameters, dict):
-            raise InvalidRequest(
-                f"'{where}.parameters' must be a JSON Schema object, got {json_kind(parameters)}",
-                param=f"{where}.parameters",
-            )
-        function["parameters"] = parameters
-    strict = tool.get("strict")
-    if strict is not None:
-        if not isinstance(strict, bool):
-            raise InvalidRequest(
-                f"'{where}.strict' must be true or false, got {json_kind(strict)}",
-                param=f"{where}.strict",
-            )
-        function["strict"] = strict
+        function[key] = value
     return {"type": "function", "function": function}
 
 
